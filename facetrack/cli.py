@@ -1,0 +1,52 @@
+"""The ``facetrack`` command. Each sub-command lives in ``facetrack/commands/<name>.py`` and exposes
+``register(subparsers)``; importing a command module must stay cheap (heavy imports go inside ``run``)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from facetrack.errors import FacetrackError
+
+COMMANDS = ("detect", "track", "demo", "train", "evaluate", "bench", "export")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facetrack", description="Facial landmark detection and tracking.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"facetrack.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"facetrack.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FacetrackError as exc:
+        print(f"facetrack {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"facetrack {args.command}: interrupted; results written so far are kept", file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    from facetrack import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``facetrack`` CLI, one module each (see facetrack/cli.py)."""

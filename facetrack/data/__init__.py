@@ -1,0 +1,1 @@
+"""Datasets in the layouts users own, crops and augmentation, synthetic pseudo-videos."""

@@ -1,0 +1,1 @@
+"""facetrack.train"""
