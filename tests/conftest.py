@@ -1,0 +1,34 @@
+"""Shared test fixtures. Tests that need ../shared/data use the ``shared_data`` fixture and skip without it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """``$FACETRACK_SHARED_DATA`` or ``../shared/data`` next to the checkout, if it exists."""
+    env = os.environ.get("FACETRACK_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "data")
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    root = shared_data_dir()
+    if root is None:
+        pytest.skip("../shared/data is absent")
+    return root
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
