@@ -1,0 +1,86 @@
+"""``facetrack evaluate``: score a PRED.json on a benchmark's ground truth and print/write the numbers with
+every setting that produced them. ``--boxes-out`` writes the ground-truth boxes for ``detect --boxes``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+NORMS = ("ocular", "pupil", "bbox", "diagonal", "max_side", "height")
+DATASETS = ("300w", "shared300w", "wflw", "cofw", "aflw")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score a prediction file against a dataset's landmarks",
+        description="Score PRED.json (from 'facetrack detect' or any method writing that format) on a "
+        "dataset: NME, AUC and failure rate per subset, with the settings recorded.",
+    )
+    p.add_argument("pred", nargs="?", metavar="PRED.json", help="prediction file (optional with --boxes-out)")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--root", required=True, help="dataset folder (COFW: the folder or the .mat file)")
+    p.add_argument("--split", help="300w: common|challenge|full|train; wflw: test|train; default per dataset")
+    p.add_argument("--norm", action="append", choices=NORMS,
+                   help="normaliser (repeat for several; default per dataset, e.g. ocular for 300W)")
+    p.add_argument("--threshold", type=float, help="AUC/FR threshold as a fraction (default per dataset, 300W 0.08)")
+    p.add_argument("--preset", choices=("star", "sbr", "spiga"),
+                   help="reproduce a codebase's AUC/FR convention instead of --step/--integrator/--strict")
+    p.add_argument("--step", type=float, default=1e-4, help="CED grid step (default 1e-4)")
+    p.add_argument("--integrator", choices=("trapz", "simpson"), default="trapz")
+    p.add_argument("--strict", action="store_true", help="count error < x as success (default <=)")
+    p.add_argument("--visible-only", action="store_true", help="average over visible points only")
+    p.add_argument("--out", metavar="RESULT.json", help="write the full result (settings, misses, per-face errors)")
+    p.add_argument("--ced", metavar="CED.png", help="plot the CED curves of the subsets")
+    p.add_argument("--boxes-out", metavar="BOXES.json", help="write ground-truth boxes for 'detect --boxes'")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facetrack.evaluation import (
+        default_settings,
+        evaluate,
+        format_table,
+        load_ground_truth,
+        write_gt_boxes,
+    )
+    from facetrack.io.results import read_predictions, write_json
+
+    if args.pred is None and args.boxes_out is None:
+        print("facetrack evaluate: error: give PRED.json (or --boxes-out BOXES.json)", file=sys.stderr)
+        return 2
+    settings = default_settings(
+        args.dataset,
+        split=args.split,
+        norm=args.norm,
+        threshold=args.threshold,
+        preset=args.preset,
+        step=args.step,
+        integrator=args.integrator,
+        inclusive=not args.strict,
+        use_visible=args.visible_only,
+    )
+    subsets = load_ground_truth(settings.dataset, args.root, settings.split)
+    if args.boxes_out:
+        whole = max(subsets.values(), key=len)  # the whole split (300W full, WFLW full)
+        write_gt_boxes(whole, args.boxes_out)
+        print(f"wrote ground-truth boxes of {len(whole)} faces to {args.boxes_out}")
+    if args.pred is None:
+        return 0
+    pred = read_predictions(args.pred)
+    result = evaluate(pred, subsets, args.root, settings, pred_path=args.pred)
+    print(format_table(result))
+    if args.out:
+        write_json(args.out, result)
+        print(f"wrote {args.out}")
+    if args.ced:
+        from facetrack.metrics.plots import plot_ced
+
+        kind = settings.norms[0]
+        curves = {
+            name: [f["nme"][kind] for f in result["faces"] if name in f["subsets"]] for name in result["subsets"]
+        }
+        title = f"{pred.model} on {settings.dataset} ({kind} NME)"
+        plot_ced(curves, args.ced, settings.threshold, title,
+                 step=settings.step, integrator=settings.integrator, inclusive=settings.inclusive)
+        print(f"wrote {args.ced}")
+    return 0

@@ -1,0 +1,42 @@
+"""``facetrack train CONFIG.yaml [key.sub=value ...] [--resume]``: train a model from a YAML recipe.
+
+Outputs go to ``trainer.out`` (default ``runs/<recipe name>``): ``last``/``best`` safetensors with model
+cards, the optimizer state for resuming, ``metrics.csv``, ``curve.png``, ``split.json`` and ``recipe.yaml``.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a landmark model from a YAML recipe",
+        description="Train a model from a recipe (configs/*.yaml). Any recipe key can be overridden as "
+        "section.key=value, e.g. optim.lr=3e-4 trainer.max_epochs=2 data.root=/data/300w.",
+    )
+    p.add_argument("config", metavar="CONFIG.yaml", help="training recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides of recipe keys")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in trainer.out from last.safetensors (model, optimizer, epoch, best)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from facetrack.train.config import load_config
+    from facetrack.train.run import train
+
+    logger = logging.getLogger("facetrack")
+    if not logger.handlers:  # not the root logger: Lightning has its own handler there
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    config = load_config(args.config, args.overrides)
+    summary = train(config, resume=True if args.resume else None)
+    best = summary["best_val_nme"]
+    print(f"facetrack train: {summary['epochs']} epochs in {summary['out']}; best validation NME "
+          f"{100 * best:.3f}% (inter-ocular) at epoch {summary['best_epoch']}")
+    return 0

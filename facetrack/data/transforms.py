@@ -1,0 +1,293 @@
+"""Face crops and training augmentation, as one 2x3 affine matrix so predictions map back exactly.
+
+Every crop -- training or inference -- is ``warp(image, crop_matrix(...))``: the matrix maps original-image pixels
+to crop pixels with OpenCV's convention (pixel centres at integer coordinates, as ``cv2.warpAffine`` uses), so
+``apply_affine(crop_points, invert_affine(M))`` puts crop predictions back on the original image with no drift.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+
+# Luminance weights in BGR order (ITU-R BT.601), shared by the saturation and contrast jitter.
+_GRAY_BGR = np.array([0.114, 0.587, 0.299])
+# RGB -> YIQ; hue jitter rotates the (I, Q) chroma plane.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+class FlipScheme(Protocol):
+    """What augmentation needs from a landmark scheme (``facetrack.schemes.Scheme`` satisfies it)."""
+
+    flip_perm: Sequence[int]
+
+
+def box_from_landmarks(points: np.ndarray) -> np.ndarray:
+    """Tight ``[x0, y0, x1, y1]`` around (..., N, 2) landmarks, ignoring NaN (missing) points: (..., 4)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim < 2 or points.shape[-1] != 2 or points.shape[-2] == 0:
+        raise ValueError(f"points must have shape (..., N, 2) with N > 0, got {points.shape}")
+    finite = np.isfinite(points).all(axis=-1)
+    if not finite.any(axis=-1).all():
+        raise ValueError("cannot build a box from landmarks that are all missing (NaN)")
+    lo = np.where(finite[..., None], points, np.inf).min(axis=-2)
+    hi = np.where(finite[..., None], points, -np.inf).max(axis=-2)
+    return np.concatenate([lo, hi], axis=-1)
+
+
+def crop_matrix(bbox: np.ndarray | Sequence[float], out_size: int, scale: float = 1.25, rotation_deg: float = 0.0,
+                shift: tuple[float, float] | np.ndarray = (0.0, 0.0), flip: bool = False) -> np.ndarray:
+    """2x3 affine from image pixels to an ``out_size`` square crop of side ``scale * max(w, h)`` of ``bbox``.
+
+    The box centre (moved by ``shift * side`` image pixels) lands on the crop centre ``(out_size - 1) / 2``: the
+    crop's continuous extent ``[-0.5, out_size - 0.5]`` covers the side exactly. ``rotation_deg`` follows
+    ``cv2.getRotationMatrix2D`` (positive turns the content counter-clockwise on screen); ``flip`` mirrors the
+    crop horizontally, after which the caller must reorder the points with ``scheme.flip_perm``.
+    """
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(bbox, dtype=np.float64).reshape(4))
+    side = scale * max(x1 - x0, y1 - y0)
+    if not (math.isfinite(side) and side > 0):
+        raise ValueError(f"box {[x0, y0, x1, y1]} with scale {scale} gives no crop (side {side})")
+    if out_size <= 0:
+        raise ValueError(f"out_size must be positive, got {out_size}")
+    sx, sy = (float(v) for v in np.asarray(shift, dtype=np.float64).reshape(2))
+    cx = 0.5 * (x0 + x1) + sx * side
+    cy = 0.5 * (y0 + y1) + sy * side
+    zoom = out_size / side
+    angle = math.radians(rotation_deg)
+    a, b = zoom * math.cos(angle), zoom * math.sin(angle)
+    centre = 0.5 * (out_size - 1)
+    matrix = np.array([[a, b, centre - a * cx - b * cy],
+                       [-b, a, centre + b * cx - a * cy]])
+    if flip:
+        matrix[0] = -matrix[0]
+        matrix[0, 2] += out_size - 1
+    return matrix
+
+
+def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Map (..., 2) points through a 2x3 affine; NaN points stay NaN."""
+    points = np.asarray(points, dtype=np.float64)
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """The exact inverse 2x3 affine (crop pixels -> image pixels for a ``crop_matrix``)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (2, 3):
+        raise ValueError(f"affine matrix must be 2x3, got {matrix.shape}")
+    linear = matrix[:, :2]
+    det = np.linalg.det(linear)
+    if not np.isfinite(det) or abs(det) < 1e-12:
+        raise ValueError(f"affine matrix is singular (det {det})")
+    inv = np.linalg.inv(linear)
+    return np.concatenate([inv, -(inv @ matrix[:, 2])[:, None]], axis=1)
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, out_size: int) -> np.ndarray:
+    """``cv2.warpAffine`` into an ``out_size`` square (bilinear, black outside the image).
+
+    When the crop shrinks the image more than 2x, the region it covers is first reduced with ``INTER_AREA``
+    (the matrix is composed with that exact resize), so small crops of large frames do not alias; the
+    geometry is unchanged either way.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    zoom = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    if zoom < 0.5:
+        reduced = _reduce_region(image, matrix, out_size, zoom)
+        if reduced is None:
+            return np.zeros((out_size, out_size) + image.shape[2:], dtype=image.dtype)
+        image, matrix = reduced
+    return cv2.warpAffine(image, matrix, (out_size, out_size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _reduce_region(image: np.ndarray, matrix: np.ndarray, out_size: int,
+                   zoom: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Area-resize the part of ``image`` a crop sees to about the crop's scale; None when it sees nothing."""
+    height, width = image.shape[:2]
+    e = out_size - 0.5
+    corners = apply_affine(np.array([[-0.5, -0.5], [e, -0.5], [-0.5, e], [e, e]]), invert_affine(matrix))
+    margin = 2.0 / zoom
+    x0 = max(int(math.floor(corners[:, 0].min() - margin)), 0)
+    y0 = max(int(math.floor(corners[:, 1].min() - margin)), 0)
+    x1 = min(int(math.ceil(corners[:, 0].max() + margin)) + 1, width)
+    y1 = min(int(math.ceil(corners[:, 1].max() + margin)) + 1, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    new_w = max(int(round((x1 - x0) * zoom)), 1)
+    new_h = max(int(round((y1 - y0) * zoom)), 1)
+    small = cv2.resize(image[y0:y1, x0:x1], (new_w, new_h), interpolation=cv2.INTER_AREA)
+    # cv2.resize puts the centre of output pixel j at input (j + 0.5) / f - 0.5, with f = new / old.
+    fx, fy = new_w / (x1 - x0), new_h / (y1 - y0)
+    to_small = np.array([[fx, 0.0, fx * (0.5 - x0) - 0.5], [0.0, fy, fy * (0.5 - y0) - 0.5]])
+    return small, _compose(matrix, invert_affine(to_small))
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The affine ``outer(inner(x))``."""
+    return np.concatenate([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
+
+
+def crop_for_inference(image: np.ndarray, bbox: np.ndarray | Sequence[float], out_size: int = 256,
+                       scale: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """The model-input crop of a face box and its image->crop matrix: the training crop without randomness."""
+    matrix = crop_matrix(bbox, out_size, scale)
+    return warp(image, matrix, out_size), matrix
+
+
+@dataclass(frozen=True)
+class AugmentResult:
+    """One augmented training crop.
+
+    ``points`` are crop pixels in scheme order (already permuted when flipped); ``order`` is that permutation of
+    the input points (``points == apply_affine(input_points, matrix)[order]``), for reordering per-point
+    annotations such as visibility. ``occluded`` is True where a synthetic occluder covers the landmark.
+    """
+
+    crop: np.ndarray
+    points: np.ndarray
+    matrix: np.ndarray
+    occluded: np.ndarray
+    order: np.ndarray
+
+
+@dataclass
+class Augmenter:
+    """Random crop geometry, colour, blur and synthetic occluders for training; deterministic given ``rng``.
+
+    Geometry: crop side ``scale * u * max(w, h)`` with ``u ~ U(scale_range)``, rotation ``~ U(+-rotation)`` degrees,
+    centre shift ``~ U(+-shift)`` of the side per axis, horizontal flip with ``flip_prob``. Colour: brightness,
+    contrast and saturation factors ``~ U(1 +- value)``, hue rotation ``~ U(+-hue)`` turns of the YIQ chroma
+    plane, applied as one 3x3 colour matrix. Blur: Gaussian with sigma ``~ U(blur_sigma)`` with ``blur_prob``.
+    Occluders, with ``occlusion_prob``: one rotated rectangle or ellipse of a solid colour, smooth noise or a
+    patch of the crop itself, covering up to ``occlusion_max_area`` of the face box, placed on the face.
+    """
+
+    out_size: int = 256
+    scale: float = 1.25
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    rotation: float = 30.0
+    shift: float = 0.05
+    flip_prob: float = 0.5
+    brightness: float = 0.25
+    contrast: float = 0.25
+    saturation: float = 0.25
+    hue: float = 0.05
+    blur_prob: float = 0.2
+    blur_sigma: tuple[float, float] = (0.3, 1.5)
+    occlusion_prob: float = 0.3
+    occlusion_max_area: float = 0.3
+
+    def __post_init__(self) -> None:
+        lo, hi = self.scale_range
+        if not (0 < lo <= hi):
+            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {self.scale_range}")
+        for name in ("flip_prob", "blur_prob", "occlusion_prob", "occlusion_max_area"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("rotation", "shift", "brightness", "contrast", "saturation", "hue"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.brightness >= 1 or self.contrast >= 1 or self.saturation >= 1:
+            raise ValueError("brightness, contrast and saturation jitter must be < 1 (factors stay positive)")
+        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError(f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma}")
+
+    def __call__(self, image: np.ndarray, points: np.ndarray, bbox: np.ndarray | None, scheme: FlipScheme,
+                 rng: np.random.Generator) -> AugmentResult:
+        """Augment one face: ``bbox`` None means the landmarks' tight box."""
+        points = np.asarray(points, dtype=np.float64)
+        if bbox is None:
+            bbox = box_from_landmarks(points)
+        scale = self.scale * rng.uniform(*self.scale_range)
+        rotation = rng.uniform(-self.rotation, self.rotation)
+        shift = rng.uniform(-self.shift, self.shift, size=2)
+        flip = bool(rng.random() < self.flip_prob)
+        matrix = crop_matrix(bbox, self.out_size, scale, rotation, shift, flip)
+        crop = warp(image, matrix, self.out_size)
+        order = np.arange(len(points))
+        if flip:
+            order = np.asarray(scheme.flip_perm, dtype=np.int64)
+            if order.shape != (len(points),):
+                raise ValueError(f"scheme.flip_perm has {order.size} entries for {len(points)} points")
+        crop_points = apply_affine(points, matrix)[order]
+        occluded = np.zeros(len(points), dtype=bool)
+        if rng.random() < self.occlusion_prob:
+            face = box_from_landmarks(apply_affine(_box_corners(bbox), matrix))
+            crop, mask = self._occlude(crop, face, rng)
+            occluded = _mask_at(mask, crop_points)
+        crop = self._jitter_colour(crop, rng)
+        if rng.random() < self.blur_prob:
+            crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(*self.blur_sigma))
+        return AugmentResult(crop, crop_points, matrix, occluded, order)
+
+    def _jitter_colour(self, crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Hue, saturation, brightness then contrast, folded into one affine colour transform."""
+        factors = rng.uniform(-1.0, 1.0, size=4) * [self.hue, self.saturation, self.brightness, self.contrast]
+        turn, sat, bright, contrast = factors[0], 1 + factors[1], 1 + factors[2], 1 + factors[3]
+        if not np.any(factors):
+            return crop
+        angle = 2 * math.pi * turn
+        rot = np.array([[1, 0, 0], [0, math.cos(angle), -math.sin(angle)], [0, math.sin(angle), math.cos(angle)]])
+        swap = np.eye(3)[::-1]  # BGR <-> RGB
+        hue = swap @ np.linalg.inv(_RGB_TO_YIQ) @ rot @ _RGB_TO_YIQ @ swap
+        saturation = sat * np.eye(3) + (1 - sat) * np.outer(np.ones(3), _GRAY_BGR)
+        colour = bright * saturation @ hue
+        pixels = crop.reshape(-1, 3).astype(np.float32)
+        mean_gray = float(_GRAY_BGR @ colour @ pixels.mean(axis=0))
+        colour = contrast * colour
+        out = pixels @ colour.T.astype(np.float32) + np.float32((1 - contrast) * mean_gray)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(crop.shape)
+
+    def _occlude(self, crop: np.ndarray, face: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Paint one occluder over the face box ``face`` (crop pixels); returns the new crop and its mask."""
+        size = self.out_size
+        fx0, fy0, fx1, fy1 = np.clip(face, 0, size - 1)
+        area = rng.uniform(0.2, 1.0) * self.occlusion_max_area * max(fx1 - fx0, 1.0) * max(fy1 - fy0, 1.0)
+        aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
+        w, h = math.sqrt(area * aspect), math.sqrt(area / aspect)
+        centre = (rng.uniform(fx0, fx1), rng.uniform(fy0, fy1))
+        angle = rng.uniform(0.0, 180.0)
+        mask = np.zeros((size, size), dtype=np.uint8)
+        if rng.random() < 0.5:
+            cv2.ellipse(mask, ((centre[0], centre[1]), (w, h), angle), 255, thickness=-1)
+        else:
+            corners = cv2.boxPoints(((centre[0], centre[1]), (w, h), angle))
+            cv2.fillPoly(mask, [np.round(corners).astype(np.int32)], 255)
+        kind = rng.integers(3)
+        if kind == 0:
+            fill = np.broadcast_to(rng.integers(0, 256, size=3).astype(np.uint8), crop.shape)
+        elif kind == 1:
+            cells = int(rng.integers(2, 17))
+            noise = rng.integers(0, 256, size=(cells, cells, 3)).astype(np.uint8)
+            fill = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+        else:
+            fill = np.roll(crop, tuple(int(v) for v in rng.integers(size // 4, 3 * size // 4, size=2)), axis=(0, 1))
+        covered = mask > 0
+        out = crop.copy()
+        out[covered] = fill[covered]
+        return out, covered
+
+
+def _box_corners(bbox: np.ndarray | Sequence[float]) -> np.ndarray:
+    """The four corners (4, 2) of ``[x0, y0, x1, y1]``."""
+    x0, y0, x1, y1 = np.asarray(bbox, dtype=np.float64).reshape(4)
+    return np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
+
+
+def _mask_at(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``mask`` at the nearest pixel of each point; False for NaN points and points outside the mask."""
+    height, width = mask.shape
+    finite = np.isfinite(points).all(axis=1)
+    cols = np.round(np.where(finite, points[:, 0], -1)).astype(np.int64)
+    rows = np.round(np.where(finite, points[:, 1], -1)).astype(np.int64)
+    inside = finite & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    hit = np.zeros(len(points), dtype=bool)
+    hit[inside] = mask[rows[inside], cols[inside]]
+    return hit

@@ -1,0 +1,439 @@
+"""Result files of ``facetrack detect`` (PRED.json) and ``facetrack track`` (landmarks.csv, summary.json).
+
+These formats are a public contract (shared/DESIGN.md): other tools read them, and ``facetrack evaluate``
+scores any file that follows it, ours or a peer method's. Readers therefore validate everything and name
+the file plus the JSON path (or CSV line) of what is wrong; writers are atomic or flush row by row so an
+interrupted run leaves readable output.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facetrack.errors import DataError
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def _json_safe(value: Any) -> Any:
+    """Turn numpy values into JSON ones and non-finite floats into null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a temporary file next to ``path`` and rename it over ``path``: readers never see
+    a half-written file, even if the process is killed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
+    """Atomically write ``obj`` as JSON (numpy values converted, NaN/inf written as null)."""
+    return atomic_write_text(path, json.dumps(_json_safe(obj), indent=indent, allow_nan=False) + "\n")
+
+
+def write_summary_json(path: str | Path, summary: dict[str, Any]) -> Path:
+    """Atomically write ``track``'s summary.json (frames, tracks, model, detector, timings)."""
+    return write_json(path, summary, indent=2)
+
+
+# ------------------------------------------------------------------------------------------- PRED.json
+
+
+@dataclass
+class FacePrediction:
+    """One predicted face: box ``[x0, y0, x1, y1]``, detector score, landmarks ``(N, 2)`` and their
+    confidences ``(N,)`` (None when the method gives none), all in 0-based pixels of the image."""
+
+    bbox: np.ndarray
+    landmarks: np.ndarray
+    score: float | None = None
+    landmark_scores: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.bbox = np.asarray(self.bbox, dtype=np.float64).reshape(4)
+        self.landmarks = np.asarray(self.landmarks, dtype=np.float64).reshape(-1, 2)
+        if self.landmark_scores is not None:
+            self.landmark_scores = np.asarray(self.landmark_scores, dtype=np.float64).reshape(-1)
+
+
+@dataclass
+class ImagePrediction:
+    """The faces predicted in one image; ``path`` as given to ``detect`` (or found in a folder)."""
+
+    path: str
+    width: int
+    height: int
+    faces: list[FacePrediction] = field(default_factory=list)
+
+
+@dataclass
+class Prediction:
+    """A whole PRED.json: which model, in which landmark scheme, and the images."""
+
+    model: str
+    scheme: str
+    images: list[ImagePrediction] = field(default_factory=list)
+
+    def by_path(self) -> dict[str, ImagePrediction]:
+        return {img.path: img for img in self.images}
+
+
+def prediction_to_dict(pred: Prediction) -> dict[str, Any]:
+    """The JSON object of DESIGN.md for ``pred``."""
+    return {
+        "model": pred.model,
+        "scheme": pred.scheme,
+        "images": [
+            {
+                "path": img.path,
+                "width": int(img.width),
+                "height": int(img.height),
+                "faces": [
+                    {
+                        "bbox": [float(v) for v in face.bbox],
+                        "score": None if face.score is None else float(face.score),
+                        "landmarks": [[float(x), float(y)] for x, y in face.landmarks],
+                        "landmark_scores": (
+                            None if face.landmark_scores is None else [float(s) for s in face.landmark_scores]
+                        ),
+                    }
+                    for face in img.faces
+                ],
+            }
+            for img in pred.images
+        ],
+    }
+
+
+def write_predictions(path: str | Path, pred: Prediction) -> Path:
+    """Atomically write PRED.json; refuses non-finite coordinates (they would not be valid JSON)."""
+    for i, img in enumerate(pred.images):
+        for j, face in enumerate(img.faces):
+            if not (np.all(np.isfinite(face.landmarks)) and np.all(np.isfinite(face.bbox))):
+                raise ValueError(f"images[{i}].faces[{j}] ({img.path}): non-finite box or landmarks")
+    text = json.dumps(prediction_to_dict(pred), allow_nan=False, separators=(",", ":"))
+    return atomic_write_text(path, text + "\n")
+
+
+class _Validator:
+    """Checks one JSON document, raising DataError(file, '<json path>: <problem>')."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, message: str) -> DataError:
+        return DataError(self.path, f"{where}: {message}" if where else message)
+
+    def obj(self, value: Any, where: str, keys: Sequence[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where or "top level", f"expected an object, got {type(value).__name__}")
+        missing = [k for k in keys if k not in value]
+        if missing:
+            raise self.fail(where or "top level", f"missing key(s) {', '.join(map(repr, missing))}")
+        return value
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def integer(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.fail(where, f"expected a positive integer, got {value!r}")
+        return value
+
+    def number(self, value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.fail(where, f"expected a finite number, got {value!r}")
+        return float(value)
+
+    def array(self, value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(where, f"expected a list, got {type(value).__name__}")
+        return value
+
+
+def _expected_points(scheme: str) -> int | None:
+    from facetrack.schemes import get_scheme
+
+    try:
+        return int(get_scheme(scheme).num_points)
+    except KeyError:
+        return None
+
+
+def read_predictions(path: str | Path, num_points: int | None = None) -> Prediction:
+    """Read and validate a PRED.json.
+
+    The number of landmarks per face must match the scheme's (or ``num_points``); ``landmark_scores`` may
+    be missing or null (peer methods without confidences) but when present must have one value per
+    landmark. Image paths must be unique. Every problem raises DataError with its JSON path.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "prediction file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"cannot read prediction file ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", exc.lineno) from None
+    v = _Validator(path)
+    v.obj(doc, "", ("model", "scheme", "images"))
+    model = v.string(doc["model"], "model")
+    scheme = v.string(doc["scheme"], "scheme")
+    if num_points is None:
+        num_points = _expected_points(scheme)
+        if num_points is None:
+            raise v.fail("scheme", f"unknown landmark scheme {scheme!r}")
+    images: list[ImagePrediction] = []
+    seen: dict[str, int] = {}
+    for i, img in enumerate(v.array(doc["images"], "images")):
+        w = f"images[{i}]"
+        v.obj(img, w, ("path", "width", "height", "faces"))
+        img_path = v.string(img["path"], f"{w}.path")
+        if img_path in seen:
+            raise v.fail(f"{w}.path", f"{img_path!r} repeats images[{seen[img_path]}]")
+        seen[img_path] = i
+        faces: list[FacePrediction] = []
+        for j, face in enumerate(v.array(img["faces"], f"{w}.faces")):
+            fw = f"{w}.faces[{j}]"
+            v.obj(face, fw, ("bbox", "landmarks"))
+            bbox = [v.number(x, f"{fw}.bbox[{k}]") for k, x in enumerate(v.array(face["bbox"], f"{fw}.bbox"))]
+            if len(bbox) != 4:
+                raise v.fail(f"{fw}.bbox", f"expected [x0, y0, x1, y1], got {len(bbox)} values")
+            if bbox[2] < bbox[0] or bbox[3] < bbox[1]:
+                raise v.fail(f"{fw}.bbox", f"x1 < x0 or y1 < y0 in {bbox}")
+            score = face.get("score")
+            if score is not None:
+                score = v.number(score, f"{fw}.score")
+            lms = v.array(face["landmarks"], f"{fw}.landmarks")
+            if len(lms) != num_points:
+                raise v.fail(f"{fw}.landmarks", f"expected {num_points} points, got {len(lms)}")
+            points = []
+            for k, pt in enumerate(lms):
+                pw = f"{fw}.landmarks[{k}]"
+                pt = v.array(pt, pw)
+                if len(pt) != 2:
+                    raise v.fail(pw, f"expected [x, y], got {len(pt)} values")
+                points.append((v.number(pt[0], pw), v.number(pt[1], pw)))
+            scores = face.get("landmark_scores")
+            if scores is not None:
+                scores = [v.number(s, f"{fw}.landmark_scores[{k}]") for k, s in enumerate(v.array(scores, f"{fw}.landmark_scores"))]
+                if len(scores) != num_points:
+                    raise v.fail(f"{fw}.landmark_scores", f"expected {num_points} values, got {len(scores)}")
+            faces.append(FacePrediction(np.array(bbox), np.array(points), score, None if scores is None else np.array(scores)))
+        images.append(
+            ImagePrediction(img_path, v.integer(img["width"], f"{w}.width"), v.integer(img["height"], f"{w}.height"), faces)
+        )
+    return Prediction(model, scheme, images)
+
+
+# ------------------------------------------------------------------------------------------ landmarks.csv
+
+
+def landmarks_csv_header(num_points: int) -> list[str]:
+    """The column names of DESIGN.md: frame, time_s, track_id, box, score, x_i/y_i pairs, conf_i."""
+    cols = ["frame", "time_s", "track_id", "box_x0", "box_y0", "box_x1", "box_y1", "score"]
+    for i in range(num_points):
+        cols += [f"x_{i}", f"y_{i}"]
+    cols += [f"conf_{i}" for i in range(num_points)]
+    return cols
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+class LandmarksCSVWriter:
+    """Writes ``landmarks.csv`` one row per frame and face, flushing each row so a crash or Ctrl-C keeps
+    every processed frame. With ``append=True`` an existing file is continued (resume): its header must
+    match, and a partial last line left by a killed process is cut off."""
+
+    def __init__(self, path: str | Path, num_points: int, append: bool = False) -> None:
+        self.path = Path(path)
+        self.num_points = int(num_points)
+        self.header = landmarks_csv_header(self.num_points)
+        self.last_frame: int | None = None  # the last frame already in the file (resume from the next)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if append and self.path.exists() and self.path.stat().st_size > 0:
+            self._prepare_append()
+            self._fh = self.path.open("a", encoding="utf-8", newline="")
+        else:
+            self._fh = self.path.open("w", encoding="utf-8", newline="")
+            self._fh.write(",".join(self.header) + "\n")
+            self._fh.flush()
+        self.rows_written = 0
+
+    def _prepare_append(self) -> None:
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with self.path.open("r+b") as fh:
+                fh.truncate(cut)
+            data = data[:cut]
+        lines = data.decode("utf-8").splitlines()
+        if not lines or lines[0].split(",") != self.header:
+            raise DataError(self.path, f"cannot append: header is not that of a {self.num_points}-point landmarks.csv", 1)
+        if len(lines) > 1:
+            try:
+                self.last_frame = int(lines[-1].split(",", 1)[0])
+            except ValueError:
+                raise DataError(self.path, "cannot append: bad frame number in the last row", len(lines)) from None
+
+    def write(
+        self,
+        frame: int,
+        time_s: float,
+        track_id: int,
+        bbox: Sequence[float] | np.ndarray,
+        score: float | None,
+        landmarks: np.ndarray,
+        conf: np.ndarray | None = None,
+    ) -> None:
+        """Append one row (landmarks ``(N, 2)`` frame pixels, ``conf`` ``(N,)``) and flush it."""
+        pts = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+        if len(pts) != self.num_points:
+            raise ValueError(f"expected {self.num_points} landmarks, got {len(pts)}")
+        box = np.asarray(bbox, dtype=np.float64).reshape(4)
+        c = np.full(self.num_points, np.nan) if conf is None else np.asarray(conf, dtype=np.float64).reshape(-1)
+        if len(c) != self.num_points:
+            raise ValueError(f"expected {self.num_points} confidences, got {len(c)}")
+        cells = [str(int(frame)), _fmt(float(time_s), 6), str(int(track_id))]
+        cells += [_fmt(float(b), 2) for b in box]
+        cells.append(_fmt(None if score is None else float(score), 4))
+        cells += [_fmt(float(x), 3) for x in pts.ravel()]
+        cells += [_fmt(float(s), 4) for s in c]
+        self._fh.write(",".join(cells) + "\n")
+        self._fh.flush()
+        self.rows_written += 1
+        self.last_frame = int(frame)
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> LandmarksCSVWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class LandmarksTable:
+    """The rows of a landmarks.csv as arrays (R rows, N points); empty cells are NaN."""
+
+    frame: np.ndarray  # (R,) int
+    time_s: np.ndarray  # (R,)
+    track_id: np.ndarray  # (R,) int
+    boxes: np.ndarray  # (R, 4)
+    scores: np.ndarray  # (R,)
+    landmarks: np.ndarray  # (R, N, 2)
+    conf: np.ndarray  # (R, N)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def index(self) -> dict[tuple[int, int], int]:
+        """Row number of each ``(frame, track_id)``."""
+        return {(int(f), int(t)): i for i, (f, t) in enumerate(zip(self.frame, self.track_id))}
+
+    def track(self, track_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frames ``(T,)`` and landmarks ``(T, N, 2)`` of one track, in frame order."""
+        sel = np.flatnonzero(self.track_id == track_id)
+        sel = sel[np.argsort(self.frame[sel], kind="stable")]
+        return self.frame[sel], self.landmarks[sel]
+
+    def rows(self) -> Iterator[int]:
+        return iter(range(len(self)))
+
+
+def read_landmarks_csv(path: str | Path, num_points: int | None = None) -> LandmarksTable:
+    """Read a landmarks.csv of ``track``; DataError names the line of a malformed row or repeated
+    ``(frame, track_id)``. The number of points comes from the header (checked against ``num_points``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, "landmarks file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"cannot read landmarks file ({exc})") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise DataError(path, "empty file (no header)", 1)
+    n = sum(1 for c in header if c.startswith("conf_"))
+    if header != landmarks_csv_header(n):
+        raise DataError(path, "header does not follow frame,time_s,track_id,box_x0..box_y1,score,x_i,y_i...,conf_i...", 1)
+    if num_points is not None and n != num_points:
+        raise DataError(path, f"expected {num_points} points, the header has {n}", 1)
+    width = len(header)
+    ints: list[tuple[int, int]] = []
+    floats: list[list[float]] = []
+    seen: dict[tuple[int, int], int] = {}
+    for lineno, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != width:
+            raise DataError(path, f"expected {width} columns, got {len(row)}", lineno)
+        try:
+            key = (int(row[0]), int(row[2]))
+            values = [float(c) if c != "" else math.nan for c in (row[1], *row[3:])]
+        except ValueError as exc:
+            raise DataError(path, f"not a number ({exc})", lineno) from None
+        if key in seen:
+            raise DataError(path, f"frame {key[0]} track {key[1]} repeats line {seen[key]}", lineno)
+        seen[key] = lineno
+        ints.append(key)
+        floats.append(values)
+    ia = np.asarray(ints, dtype=np.int64).reshape(-1, 2)
+    fa = np.asarray(floats, dtype=np.float64).reshape(-1, width - 2)
+    return LandmarksTable(
+        frame=ia[:, 0],
+        time_s=fa[:, 0],
+        track_id=ia[:, 1],
+        boxes=fa[:, 1:5],
+        scores=fa[:, 5],
+        landmarks=fa[:, 6 : 6 + 2 * n].reshape(-1, n, 2),
+        conf=fa[:, 6 + 2 * n :],
+    )

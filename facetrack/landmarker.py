@@ -1,0 +1,101 @@
+"""Run a landmark model on face boxes of a full image and return landmarks in that image's pixels.
+
+The one place where crops are cut for inference and predictions are mapped back, so ``detect``, ``track``
+and the evaluation of any model go through the same geometry as training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from facetrack.data.transforms import apply_affine, box_from_landmarks, crop_matrix, invert_affine, warp
+from facetrack.models.base import LandmarkModel
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """Landmarks of one face: (N, 2) original-image pixels, (N,) confidences in [0, 1], the box they came from."""
+
+    landmarks: np.ndarray
+    confidences: np.ndarray
+    box: np.ndarray
+
+
+class Landmarker:
+    """A landmark model with its crop policy.
+
+    ``refine`` extra passes re-crop around the landmark extent of the previous pass: detector boxes are cut
+    differently from the landmark-extent boxes the models are trained on, and one re-crop removes that
+    mismatch whatever the detector (tracking does the same from frame to frame).
+    """
+
+    def __init__(self, model: LandmarkModel | str | Path, crop_scale: float | None = None, refine: int = 1,
+                 device: str | torch.device = "cpu") -> None:
+        if not isinstance(model, LandmarkModel):
+            from facetrack.models.hub import load_model
+
+            model = load_model(model, map_location=device)
+        self.model = model.to(device).eval()
+        card = getattr(model, "card", {}) or {}
+        self.crop_scale = float(crop_scale if crop_scale is not None else card.get("crop", {}).get("scale", 1.25))
+        if refine < 0:
+            raise ValueError(f"refine must be >= 0, got {refine}")
+        self.refine = int(refine)
+        self.device = torch.device(device)
+        self.name = str(card.get("name", model.arch))
+
+    @property
+    def scheme(self) -> str:
+        return self.model.scheme
+
+    @property
+    def num_points(self) -> int:
+        return self.model.num_points
+
+    def crops(self, image: np.ndarray, boxes: Sequence[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Model-input tensor (K, 3, F, F) RGB [0, 1] for K boxes, and their (K, 2, 3) image->crop matrices."""
+        size = self.model.input_size
+        matrices = np.stack([crop_matrix(box, size, self.crop_scale) for box in boxes])
+        crops = np.stack([warp(image, m, size) for m in matrices])
+        rgb = crops[..., ::-1].astype(np.float32) / 255.0
+        tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
+        return tensor, matrices
+
+    def predict_boxes(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks (K, N, 2) in image pixels and confidences (K, N) for K landmark-extent-like boxes."""
+        tensor, matrices = self.crops(image, boxes)
+        coords, conf = self.model.predict(tensor)
+        coords_np = coords.cpu().numpy().astype(np.float64)
+        points = np.stack([apply_affine(c, invert_affine(m)) for c, m in zip(coords_np, matrices)])
+        return points, conf.cpu().numpy().astype(np.float64)
+
+    def __call__(self, image: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray) -> list[FaceLandmarks]:
+        """Landmarks of every box (``[x0, y0, x1, y1]`` in image pixels) of a BGR uint8 image."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return []
+        points, conf = self.predict_boxes(image, boxes)
+        for _ in range(self.refine):
+            points, conf = self.predict_boxes(image, box_from_landmarks(points))
+        return [FaceLandmarks(p, c, b) for p, c, b in zip(points, conf, boxes)]
+
+
+def draw_landmarks(image: np.ndarray, points: np.ndarray, edges: Sequence[tuple[int, int]] = (),
+                   color: tuple[int, int, int] = (0, 255, 0), radius: int | None = None) -> np.ndarray:
+    """Draw points (and scheme edges) on a copy of a BGR image, sized to the face so small faces stay legible."""
+    out = image.copy()
+    pts = np.asarray(points, dtype=np.float64)
+    extent = float(np.ptp(pts[:, 0]) + np.ptp(pts[:, 1])) / 2 if len(pts) else 0.0
+    r = radius if radius is not None else max(1, int(round(extent / 80)))
+    shift = 4  # sub-pixel drawing: coordinates * 16
+    scaled = np.round(pts * (1 << shift)).astype(np.int32)
+    for i, j in edges:
+        cv2.line(out, tuple(scaled[i]), tuple(scaled[j]), color, max(1, r // 2), cv2.LINE_AA, shift)
+    for p in scaled:
+        cv2.circle(out, tuple(p), r << shift, color, -1, cv2.LINE_AA, shift)
+    return out

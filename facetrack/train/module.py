@@ -1,0 +1,107 @@
+"""The LightningModule: the model's own loss for training, inter-ocular NME in original pixels for validation.
+
+The model owns its loss and codec (``LandmarkModel.loss`` / ``predict``), so this module only moves batches,
+maps predictions back through the inverse crop matrix and keeps per-epoch sums that are reduced across
+processes (DDP) before anything is logged or written.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+
+from facetrack.data.transforms import apply_affine, invert_affine
+from facetrack.metrics.nme import nme, normaliser
+from facetrack.models.base import LandmarkModel
+from facetrack.train.config import OptimSection
+
+
+def lr_factor(epoch: int, optim: OptimSection, max_epochs: int) -> float:
+    """Multiplier of the base learning rate at ``epoch``: linear warmup, then none/cosine/step decay."""
+    if optim.warmup_epochs > 0 and epoch < optim.warmup_epochs:
+        return (epoch + 1) / (optim.warmup_epochs + 1)
+    e = epoch - optim.warmup_epochs
+    if optim.schedule == "cosine":
+        span = max(max_epochs - optim.warmup_epochs - 1, 1)
+        t = min(e / span, 1.0)
+        return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    if optim.schedule == "step":
+        return optim.gamma ** (e // max(optim.step_size, 1))
+    return 1.0
+
+
+class LandmarkModule(pl.LightningModule):
+    """Trains ``model`` with Adam on ``model.loss``; validates with the mean inter-ocular NME (a fraction)."""
+
+    def __init__(self, model: LandmarkModel, optim: OptimSection, max_epochs: int,
+                 nme_kind: str = "ocular") -> None:
+        super().__init__()
+        self.model = model
+        self.optim = optim
+        self.max_epochs = max_epochs
+        self.nme_kind = nme_kind
+        self._train_sum = torch.zeros(2, dtype=torch.float64)  # loss x faces, faces
+        self._val_sum = torch.zeros(2, dtype=torch.float64)    # NME sum, faces
+        self.last_val_nme = math.nan
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        return self.model(images)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        outputs = self.model(batch["image"])
+        loss = self.model.loss(outputs, batch["targets"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.current_epoch}, "
+                                     f"batch {batch_idx} (lower optim.lr?)")
+        size = len(batch["image"])
+        self._train_sum += torch.tensor([loss.item() * size, size], dtype=torch.float64)
+        self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sum.zero_()
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum.zero_()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        coords, _ = self.model.predict(batch["image"])
+        errors = self.batch_nme(coords, batch)
+        self._val_sum += torch.tensor([float(errors.sum()), len(errors)], dtype=torch.float64)
+
+    def batch_nme(self, coords: Tensor, batch: dict[str, Any]) -> np.ndarray:
+        """Per-face NME of crop-pixel predictions, mapped back to original pixels through each crop matrix."""
+        pred_crop = coords.detach().float().cpu().numpy().astype(np.float64)
+        matrices = batch["matrix"].cpu().numpy()
+        pred = np.stack([apply_affine(p, invert_affine(m)) for p, m in zip(pred_crop, matrices)])
+        gt = batch["landmarks"].cpu().numpy()
+        visible = batch["visible"].cpu().numpy()
+        return nme(pred, gt, normaliser(gt, self.model.scheme, self.nme_kind), visible)
+
+    def on_validation_epoch_end(self) -> None:
+        total = self._reduce(self._val_sum)
+        self.last_val_nme = float(total[0] / total[1]) if total[1] > 0 else math.nan
+        if not self.trainer.sanity_checking:
+            self.log("val_nme", self.last_val_nme, prog_bar=True)  # already reduced over processes
+
+    def epoch_summary(self) -> dict[str, float]:
+        """Mean training loss and validation NME of the epoch over all processes (call on every rank)."""
+        total = self._reduce(self._train_sum)
+        train_loss = float(total[0] / total[1]) if total[1] > 0 else math.nan
+        return {"train_loss": train_loss, "val_nme": self.last_val_nme}
+
+    def _reduce(self, sums: Tensor) -> Tensor:
+        if self.trainer is None or self.trainer.world_size == 1:
+            return sums.clone()
+        reduced = self.trainer.strategy.reduce(sums.to(self.device, torch.float64), reduce_op="sum")
+        return reduced.cpu()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        optim, max_epochs = self.optim, self.max_epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, optim, max_epochs))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

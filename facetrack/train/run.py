@@ -1,0 +1,106 @@
+"""``facetrack train``: one readable function from a recipe to a run directory of safetensors checkpoints.
+
+Kept as plain steps (seed, model, data, module, trainer, fit) in the spirit of the torchvision reference
+scripts; everything Lightning-specific that touches files lives in ``facetrack.train.checkpoint``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facetrack.errors import DataError
+from facetrack.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+# What a model card says about the terms of its training data (DESIGN.md: weights carry their data licence).
+DATA_TERMS = {
+    "300w": "300-W (Sagonas et al.): research use only",
+    "shared300w": "300-W (Sagonas et al.): research use only",
+    "wflw": "WFLW (Wu et al.): research use only",
+    "cofw": "COFW (Burgos-Artizzu et al.): research use only",
+}
+
+
+def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
+    """Train ``config``; ``resume`` True continues ``<out>/last``, None follows ``trainer.resume``.
+
+    Returns a summary: out dir, epochs run, best validation NME and its epoch. Refuses to start over a run
+    directory that already holds a checkpoint unless resuming, so no run is overwritten by accident.
+    """
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import DataLoader
+
+    from facetrack.models.registry import build_model
+    from facetrack.train.checkpoint import RunRecorder, SafetensorsCheckpointIO, read_metrics, state_paths
+    from facetrack.train.dataset import build_datasets
+    from facetrack.train.module import LandmarkModule
+
+    t = config.trainer
+    out = config.out_dir
+    last = out / "last.safetensors"
+    if resume is None:
+        resume = t.resume == "auto" and all(p.is_file() for p in state_paths(last))
+    if resume and not last.is_file():
+        raise DataError(last, "cannot resume: no checkpoint here (train without --resume first)")
+    if not resume and (last.is_file() or (out / "metrics.csv").is_file()):
+        raise DataError(out, "already holds a training run; resume it (--resume or trainer.resume=auto) "
+                             "or choose another trainer.out")
+    out.mkdir(parents=True, exist_ok=True)
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
+    pl.seed_everything(t.seed, workers=True, verbose=False)
+
+    model = build_model(config.model.arch, **config.model.config)
+    train_set, val_set = build_datasets(config.data, config.source, out, model.encode_targets,
+                                        model.input_size, model.scheme)
+    (out / "recipe.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    log.info("training %s on %d faces, validating on %d -> %s", model.arch, len(train_set), len(val_set), out)
+
+    batch = config.optim.batch_size
+    on_gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
+    loader_args = {"batch_size": batch, "num_workers": t.num_workers, "pin_memory": on_gpu,
+                   "persistent_workers": False}
+    # drop_last: a final batch of one face breaks BatchNorm and gives a noisy step.
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > batch, **loader_args)
+    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+
+    module = LandmarkModule(model, config.optim, t.max_epochs)
+
+    def card() -> dict[str, Any]:
+        return {
+            "name": config.name,
+            "crop": {"scale": config.data.crop_scale, "box": "landmark_extent", "square": True},
+            "training": {
+                "recipe": config.to_dict(), "recipe_path": config.source,
+                "data": {"dataset": config.data.dataset, "root": config.data.root, "split": config.data.split,
+                         "train_faces": len(train_set), "val_faces": len(val_set),
+                         "validation": config.data.val_split or "held-out subjects (split.json)",
+                         "terms": DATA_TERMS.get(config.data.dataset, "unknown")},
+                "metric": "val_nme: mean inter-ocular NME (fraction) in original image pixels",
+            },
+        }
+
+    recorder = RunRecorder(out, card, t.checkpoint_every)
+    strategy = "ddp" if t.strategy == "auto" and t.devices > 1 else t.strategy
+    trainer = pl.Trainer(
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=strategy,
+        precision=t.precision, callbacks=[recorder], plugins=[SafetensorsCheckpointIO()],
+        enable_checkpointing=False, logger=False, default_root_dir=str(out),
+        limit_train_batches=_limit(t.limit_train_batches), limit_val_batches=_limit(t.limit_val_batches),
+        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar, check_val_every_n_epoch=1,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    rows = read_metrics(out / "metrics.csv")
+    return {"out": str(out), "epochs": len(rows), "best_val_nme": recorder.best_val_nme,
+            "best_epoch": recorder.best_epoch, "metrics": rows}
+
+
+def _limit(value: float) -> float | int:
+    """Lightning reads a float as a fraction of the batches and an int as a count."""
+    return int(value) if value > 1.0 else float(value)
