@@ -3,7 +3,7 @@
 Bin <-> pixel mapping (used by every codec here): the L bins tile the continuous extent of the F-pixel crop,
 ``[-0.5, F - 0.5]``, uniformly, so bin ``i`` is centred on input pixel coordinate ``(i + 0.5) / r - 0.5``
 with ``r = L / F``. This keeps a crop pixel centre and a bin centre at the same place whatever ``r`` is
-(no half-pixel drift when ``r != 1``; the plain ``x * r`` mapping of Eq. 3 shifts by ``(r - 1) / (2r)`` px).
+(no drift when ``r != 1``; the plain ``x * r`` mapping of Eq. 3-4 is off by ``|r - 1| / (2r)`` px).
 
 Target normalisation: Eq. 12 defines the targets as the marginals of the 2D Gaussian of Eq. 2. For an isotropic
 Gaussian the marginal is a 1D Gaussian with the same sigma; Eq. 2 only fixes it up to a constant, and summing a
@@ -64,8 +64,8 @@ def check_points(points: np.ndarray) -> np.ndarray:
     return points
 
 
-def refine_peaks_1d(h: Tensor, sigma_bins: float) -> tuple[Tensor, Tensor]:
-    """Sub-bin peak position (in bins) and peak height of each row of ``h`` (..., L).
+def refine_peaks_1d(h: Tensor, sigma_bins: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Sub-bin peak position (in bins), peak height and background level of each row of ``h`` (..., L).
 
     Well-sampled Gaussians (``sigma_bins >= 1``) use a local soft-argmax over a +-3 sigma window, recentred
     once on its own estimate (with fractional window edges) so that the truncation bias vanishes; this was the
@@ -86,8 +86,9 @@ def refine_peaks_1d(h: Tensor, sigma_bins: float) -> tuple[Tensor, Tensor]:
     if sigma_bins >= 1.0:
         soft, truncated = _local_soft_argmax(flat, idx.float(), sigma_bins)
         pos = torch.where(truncated, pos, soft)
+    background = background_level(flat, peak_window_1d(idx, length, int(math.ceil(3 * sigma_bins)) + 1))
     shape = h.shape[:-1]
-    return pos.reshape(shape), height.reshape(shape)
+    return pos.reshape(shape), height.reshape(shape), background.reshape(shape)
 
 
 def _log_parabola(h: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -97,8 +98,7 @@ def _log_parabola(h: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
         return idx.float(), h.gather(-1, idx[:, None])[:, 0]
     # At the first/last bin fit through the nearest three bins; the vertex is still clamped to idx +- 0.5.
     c = idx.clamp(1, length - 2)
-    logs = h.clamp_min(1e-12).log()
-    lm, l0, lp = (logs.gather(-1, (c + k)[:, None])[:, 0] for k in (-1, 0, 1))
+    lm, l0, lp = h.gather(-1, c[:, None] + torch.arange(-1, 2, device=h.device)).clamp_min(1e-12).log().unbind(-1)
     d1 = 0.5 * (lp - lm)
     d2 = lp - 2.0 * l0 + lm
     concave = d2 < 0
@@ -134,9 +134,26 @@ def _local_soft_argmax(h: Tensor, centre: Tensor, sigma_bins: float, width: floa
     return centre, truncated
 
 
-def peak_confidence(height: Tensor, h: Tensor) -> Tensor:
-    """Peak height above the map's median, clipped to [0, 1]: a flat or offset map scores 0, a clean target 1."""
-    baseline = h.float().median(dim=-1).values
+def background_level(h: Tensor, window: Tensor) -> Tensor:
+    """Mean of each row of ``h`` (M, K) outside its peak window: flat indices ``window`` (M, W), -1 = unused.
+
+    The baseline a confidence is measured from: unlike the plain mean it ignores the peak itself, and unlike the
+    median it costs one pass over the map.
+    """
+    valid = window >= 0
+    inside = (h.gather(-1, window.clamp_min(0)) * valid).sum(-1)
+    outside = (h.shape[-1] - valid.sum(-1)).clamp_min(1)
+    return (h.sum(-1) - inside) / outside
+
+
+def peak_window_1d(idx: Tensor, length: int, half: int) -> Tensor:
+    """Bins within ``half`` of each argmax ``idx`` (M,) as (M, 2 half + 1), -1 where past the ends."""
+    cols = idx[:, None] + torch.arange(-half, half + 1, device=idx.device)
+    return torch.where((cols >= 0) & (cols < length), cols, -torch.ones_like(cols))
+
+
+def peak_confidence(height: Tensor, baseline: Tensor) -> Tensor:
+    """Peak height above the background, clipped to [0, 1]: a flat or offset map scores 0, a clean target 1."""
     return (height - baseline).clamp(0.0, 1.0)
 
 
@@ -189,9 +206,9 @@ class Heatmap1DCodec:
             raise ValueError(f"hx and hy must both be (..., N, {self.length}), got {tuple(hx.shape)} and "
                              f"{tuple(hy.shape)}")
         both = torch.stack([hx, hy], dim=-2).float()  # (..., N, 2, L)
-        pos, height = refine_peaks_1d(both, self.sigma_bins)
+        pos, height, background = refine_peaks_1d(both, self.sigma_bins)
         coords = bins_to_pixels(pos, self.ratio)
-        conf = peak_confidence(height, both)
+        conf = peak_confidence(height, background)
         return coords, (conf[..., 0] * conf[..., 1]).sqrt()
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from facetrack.codecs.heatmap1d import (bins_to_pixels, check_points, gaussian_1d, peak_confidence,
-                                        pixels_to_bins, target_weight)
+from facetrack.codecs.heatmap1d import (background_level, bins_to_pixels, check_points, gaussian_1d,
+                                        peak_confidence, peak_window_1d, pixels_to_bins, target_weight)
 
 
 class Heatmap2DCodec:
@@ -65,7 +65,7 @@ class Heatmap2DCodec:
         offsets = torch.arange(-1, 2, device=flat.device)
         rows = (r0[:, None, None] + offsets[None, :, None])
         cols = (c0[:, None, None] + offsets[None, None, :])
-        logs = flat.clamp_min(1e-12).log().gather(-1, (rows * size + cols).reshape(-1, 9)).reshape(-1, 3, 3)
+        logs = flat.gather(-1, (rows * size + cols).reshape(-1, 9)).clamp_min(1e-12).log().reshape(-1, 3, 3)
         gx = 0.5 * (logs[:, 1, 2] - logs[:, 1, 0])
         gy = 0.5 * (logs[:, 2, 1] - logs[:, 0, 1])
         hxx = logs[:, 1, 2] - 2 * logs[:, 1, 1] + logs[:, 1, 0]
@@ -90,5 +90,10 @@ class Heatmap2DCodec:
         # No more than a Gaussian of this sigma can rise above its highest sample (half a cell off on both axes).
         height = torch.minimum(height, at_max * math.exp(0.25 / self.sigma**2))
         coords = bins_to_pixels(torch.stack([x, y], dim=-1), self.ratio)
-        conf = peak_confidence(height, flat)
+        half = int(math.ceil(3 * self.sigma)) + 1
+        rows_w = peak_window_1d(row, size, half)
+        cols_w = peak_window_1d(col, size, half)
+        window = rows_w[:, :, None] * size + cols_w[:, None, :]
+        window = torch.where((rows_w[:, :, None] >= 0) & (cols_w[:, None, :] >= 0), window, -1)
+        conf = peak_confidence(height, background_level(flat, window.reshape(len(flat), -1)))
         return coords.reshape(*lead, 2), conf.reshape(lead)

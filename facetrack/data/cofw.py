@@ -16,10 +16,11 @@ to keep the stored values.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from facetrack.data.sample import FaceSample, to_bgr8
@@ -180,3 +181,21 @@ def _sample(path: Path, i: int, image: np.ndarray, phi: np.ndarray, box: np.ndar
         source="cofw",
         image=image,
     )
+
+
+def export_images(samples: list[InMemoryFaceSample], folder: str | Path) -> list[FaceSample]:
+    """Write each in-memory image as ``<folder>/<index>.png`` and return file-backed copies of the samples.
+
+    File-based tools (``facetrack detect`` with ``--boxes``) need images on disk; PNG keeps pixels exact.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    exported: list[FaceSample] = []
+    for sample in samples:
+        target = folder / f"{Path(sample.image_path).name}.png"
+        if not cv2.imwrite(str(target), sample.load_image()):
+            raise DataError(target, "cannot write image")
+        record = {f.name: getattr(sample, f.name) for f in fields(FaceSample)}
+        record["image_path"] = target
+        exported.append(FaceSample(**record))
+    return exported

@@ -202,6 +202,8 @@ class Augmenter:
                  rng: np.random.Generator) -> AugmentResult:
         """Augment one face: ``bbox`` None means the landmarks' tight box."""
         points = np.asarray(points, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ValueError(f"points must have shape (N, 2), got {points.shape}")
         if bbox is None:
             bbox = box_from_landmarks(points)
         scale = self.scale * rng.uniform(*self.scale_range)
@@ -238,11 +240,9 @@ class Augmenter:
         hue = swap @ np.linalg.inv(_RGB_TO_YIQ) @ rot @ _RGB_TO_YIQ @ swap
         saturation = sat * np.eye(3) + (1 - sat) * np.outer(np.ones(3), _GRAY_BGR)
         colour = bright * saturation @ hue
-        pixels = crop.reshape(-1, 3).astype(np.float32)
-        mean_gray = float(_GRAY_BGR @ colour @ pixels.mean(axis=0))
-        colour = contrast * colour
-        out = pixels @ colour.T.astype(np.float32) + np.float32((1 - contrast) * mean_gray)
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(crop.shape)
+        mean_gray = float(_GRAY_BGR @ colour @ np.asarray(cv2.mean(crop)[:3]))
+        affine = np.concatenate([contrast * colour, np.full((3, 1), (1 - contrast) * mean_gray)], axis=1)
+        return cv2.transform(crop, affine)  # rounds and saturates to uint8
 
     def _occlude(self, crop: np.ndarray, face: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from facetrack.data.sample import FaceSample, read_image
@@ -225,6 +226,18 @@ def load_300vw(root: str | Path, videos: str | Iterable[str | int] = "test",
     return sequences
 
 
+def _count_decoded_frames(path: Path) -> int:
+    """Frames the decoder actually delivers (grab only, no colour conversion)."""
+    cap = cv2.VideoCapture(str(path))
+    count = 0
+    try:
+        while cap.grab():
+            count += 1
+    finally:
+        cap.release()
+    return count
+
+
 def _load_video(folder: Path, vid: str, skip: frozenset[int], skip_invalid: bool) -> VideoSequence:
     annot = folder / "annot"
     if not annot.is_dir():
@@ -248,6 +261,8 @@ def _load_video(folder: Path, vid: str, skip: frozenset[int], skip_invalid: bool
         video_path = folder / "vid.avi"
         with VideoFileSource(video_path) as source:
             frame_count = source.frame_count or 0
+        if frame_count != len(numbered):
+            frame_count = _count_decoded_frames(video_path)  # headers can estimate; count before failing
         counted = video_path
     else:
         raise DataError(folder, f"video {vid}: neither imgs/ nor vid.avi found")

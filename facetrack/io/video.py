@@ -2,7 +2,9 @@
 
 The tracker and the 300VW reader only see ``FrameSource``: iterate it for ``(index, time_s, frame)``
 with frames decoded one at a time (never the whole video in memory), or ``read(i)`` for random access.
-Every frame comes out as BGR uint8 (H, W, 3) through ``facetrack.data.sample.to_bgr8``.
+Every frame comes out as BGR uint8 (H, W, 3) through ``facetrack.data.sample.to_bgr8``. ``time_s`` is
+the decoder's timestamp relative to the first frame (right for variable-frame-rate phone videos);
+``index / fps`` for frame folders and whenever the caller gives ``fps``; the wall clock for cameras.
 
 A video that stops decoding before the frame count its header announces (a truncated download, a
 damaged file) does not raise inside the caller's loop: iteration ends, ``truncated`` becomes True,
@@ -15,6 +17,7 @@ import math
 import re
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -33,7 +36,7 @@ _MAX_FORWARD_GRAB = 64  # below this distance, grabbing forward is cheaper and s
 Frame = tuple[int, float, np.ndarray]
 
 
-class FrameSource:
+class FrameSource(ABC):
     """A stream of frames: ``for index, time_s, frame in source`` plus ``read(i)``, ``fps``, ``size``.
 
     ``frame_count`` is None when it is unknown in advance (a camera). Use as a context manager, or call
@@ -47,11 +50,13 @@ class FrameSource:
     truncated: bool
     frames_read: int
 
+    @abstractmethod
     def __iter__(self) -> Iterator[Frame]:
-        raise NotImplementedError
+        """Yield ``(index, time_s, frame)`` from the first frame, decoding one frame at a time."""
 
+    @abstractmethod
     def read(self, index: int) -> np.ndarray:
-        raise NotImplementedError
+        """Frame ``index`` (0-based) as BGR uint8."""
 
     def close(self) -> None:
         """Release the decoder; the default has nothing to release."""
@@ -92,7 +97,15 @@ def _valid_fps(value: float) -> bool:
 
 
 class VideoFileSource(FrameSource):
-    """A video file decoded by OpenCV (FFmpeg backend): streamed iteration and verified seeking."""
+    """A video file decoded by OpenCV (FFmpeg backend): streamed iteration and verified seeking.
+
+    Seeking is trusted only while it proves itself: after each seek the decoded frame's timestamp must
+    match frame ``i`` (the timestamps recorded by a full pass, else ``i / fps``) within half a frame.
+    Variable-frame-rate files fail that check, and from then on ``read`` decodes sequentially.
+
+    Containers often estimate their frame count; a pass that ends short of it by less than half a second
+    and 5% of the count corrects ``frame_count`` instead of reporting truncation.
+    """
 
     def __init__(self, path: str | Path, fps: float | None = None) -> None:
         self.path = Path(path)
@@ -105,11 +118,16 @@ class VideoFileSource(FrameSource):
         if not ok or first is None:
             cap.release()
             raise DataError(self.path, "the video has no decodable frames")
+        self._pts0_ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+        if not (math.isfinite(self._pts0_ms) and self._pts0_ms >= 0):
+            self._pts0_ms = 0.0
         header_fps = float(cap.get(cv2.CAP_PROP_FPS))
+        self._use_timestamps = fps is None
+        self._header_fps = header_fps if _valid_fps(header_fps) else None
         if fps is not None:
             self.fps = float(fps)
-        elif _valid_fps(header_fps):
-            self.fps = header_fps
+        elif self._header_fps is not None:
+            self.fps = self._header_fps
         else:
             logger.warning("%s: no usable frame rate in the header (%r); assuming %s fps",
                            self.path, header_fps, DEFAULT_FPS)
@@ -121,7 +139,8 @@ class VideoFileSource(FrameSource):
         self.frames_read = 0
         self._cap: cv2.VideoCapture | None = cap
         self._next = 1  # index of the frame the random-access capture returns on its next read
-        self._seek_reliable = True
+        self._seek_reliable = self._header_fps is not None
+        self._pts_ms: list[float] | None = None  # decoder timestamps of every frame, after a full pass
 
     def _open(self) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(str(self.path))
@@ -134,6 +153,7 @@ class VideoFileSource(FrameSource):
         # A fresh decoder per pass: iteration never depends on where read() left the shared one.
         cap = self._open()
         index = 0
+        pts: list[float] = []
         try:
             while True:
                 try:
@@ -143,32 +163,55 @@ class VideoFileSource(FrameSource):
                     ok, frame = False, None
                 if not ok or frame is None:
                     break
+                ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+                if not (math.isfinite(ms) and ms >= 0 and (not pts or ms > pts[-1])):
+                    ms = math.nan
+                pts.append(ms)
                 self.frames_read = max(self.frames_read, index + 1)
-                yield index, index / self.fps, to_bgr8(frame)
+                # Decoder timestamps keep variable-frame-rate videos in real time; an explicit fps wins.
+                if self._use_timestamps and math.isfinite(ms):
+                    time_s = (ms - self._pts0_ms) / 1000.0
+                else:
+                    time_s = index / self.fps
+                yield index, time_s, to_bgr8(frame)
                 index += 1
         finally:
             cap.release()
-        if self.frame_count is not None and index < self.frame_count:
-            self.truncated = True
-            message = (f"{self.path}: decoding stopped at frame {index} of {self.frame_count} "
-                       "announced by the header (truncated or damaged file)")
-            logger.warning(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        if all(math.isfinite(v) for v in pts):
+            self._pts_ms = pts
+        self._end_of_pass(index)
+
+    def _end_of_pass(self, decoded: int) -> None:
+        if self.frame_count is None or decoded >= self.frame_count:
+            if self.frame_count is None:
+                self.frame_count = decoded
+            return
+        shortfall = self.frame_count - decoded
+        if not self.truncated and shortfall <= min(0.5 * self.fps, 0.05 * self.frame_count):
+            logger.info("%s: header announced %d frames, %d decode; using %d",
+                        self.path, self.frame_count, decoded, decoded)
+            self.frame_count = decoded
+            return
+        self.truncated = True
+        message = (f"{self.path}: decoding stopped at frame {decoded} of {self.frame_count} "
+                   "announced by the header (truncated or damaged file)")
+        logger.warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def read(self, index: int) -> np.ndarray:
-        """Frame ``index`` (0-based) by seeking; falls back to sequential grabbing when seeking lies."""
+        """Frame ``index`` (0-based): seek when seeking has proved exact, else decode sequentially."""
         index = self._check_index(index)
         if self._cap is None:
-            self._cap = self._open()
-            self._next = 0
-        cap = self._cap
+            self._restart()
         near_ahead = self._next <= index < self._next + _MAX_FORWARD_GRAB
-        seeked = not near_ahead and self._seek_reliable and self._seek(cap, index)
-        if not near_ahead and not seeked and index < self._next:
-            # Sequential fallback for a frame behind the decoder: restart and grab forward.
-            cap.release()
-            cap = self._cap = self._open()
-            self._next = 0
+        if not near_ahead:
+            if self._seek_reliable:
+                frame = self._read_by_seek(index)
+                if frame is not None:
+                    return frame
+            if index < self._next:
+                self._restart()
+        cap = self._cap
         while self._next < index:
             if not cap.grab():
                 raise DataError(self.path, f"cannot reach frame {index}: decoding stops at frame {self._next}")
@@ -177,31 +220,42 @@ class VideoFileSource(FrameSource):
         if not ok or frame is None:
             raise DataError(self.path, f"cannot decode frame {index} (truncated or damaged file?)")
         self._next = index + 1
-        if self._seek_reliable:
-            reported = int(round(cap.get(cv2.CAP_PROP_POS_FRAMES)))
-            if reported != index + 1:
-                # The container's position bookkeeping cannot be trusted: stop seeking from now on and
-                # decode this frame again the slow, certain way.
-                self._seek_reliable = False
-                logger.warning("%s: seeking is unreliable (asked %d, decoder at %d); using sequential reads",
-                               self.path, index, reported - 1)
-                cap.release()
-                self._cap = None
-                return self.read(index)
         return to_bgr8(frame)
 
-    def _seek(self, cap: cv2.VideoCapture, index: int) -> bool:
-        """Seek and check the decoder reports the frame asked for; False means 'do not trust seeking'."""
+    def _restart(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+        self._cap = self._open()
+        self._next = 0
+
+    def _read_by_seek(self, index: int) -> np.ndarray | None:
+        """Seek and verify the frame reached; None (and no more seeking) when it cannot be trusted."""
+        cap = self._cap
+        reason = ""
         if not cap.set(cv2.CAP_PROP_POS_FRAMES, float(index)):
-            self._seek_reliable = False
-            return False
-        reported = int(round(cap.get(cv2.CAP_PROP_POS_FRAMES)))
-        if reported != index:
-            self._seek_reliable = False
-            logger.warning("%s: seek to frame %d landed on %d; using sequential reads", self.path, index, reported)
-            return False
-        self._next = index
-        return True
+            reason = "the decoder refused to seek"
+        elif int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) != index:
+            reason = f"seek to frame {index} reported position {cap.get(cv2.CAP_PROP_POS_FRAMES):.0f}"
+        else:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                reason = f"no frame after seeking to {index}"
+            else:
+                got = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+                expected = self._expected_ms(index)
+                if abs(got - expected) <= 0.5 * 1000.0 / self._header_fps:
+                    self._next = index + 1
+                    return to_bgr8(frame)
+                reason = f"seek to frame {index} decoded the frame at {got:.1f} ms, expected {expected:.1f} ms"
+        self._seek_reliable = False
+        logger.warning("%s: %s; reading sequentially from now on", self.path, reason)
+        self._restart()
+        return None
+
+    def _expected_ms(self, index: int) -> float:
+        if self._pts_ms is not None and index < len(self._pts_ms):
+            return self._pts_ms[index]
+        return self._pts0_ms + index * 1000.0 / self._header_fps
 
     def close(self) -> None:
         if self._cap is not None:

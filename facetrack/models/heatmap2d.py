@@ -29,7 +29,7 @@ class Heatmap2D(LandmarkModel):
         scheme: str = "ibug68",
         input_size: int = 256,
         heatmap_size: int | None = None,
-        sigma: float = 2.0,
+        sigma: float = 1.5,
         backbone: dict[str, Any] | str | None = None,
         head_channels: int = 128,
     ) -> None:

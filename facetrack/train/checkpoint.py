@@ -205,7 +205,6 @@ class RunRecorder(Callback):
         self.best_val_nme = math.inf
         self.best_epoch = -1
         self._epoch_start = time.perf_counter()
-        self._epoch_lr = math.nan
         self._commit: str | None = None
 
     # Lightning stores this in the checkpoint, so a resumed run keeps its best score.
@@ -228,20 +227,19 @@ class RunRecorder(Callback):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._epoch_start = time.perf_counter()
-        # The learning rate this epoch trains with (Lightning steps epoch schedulers before the epoch ends).
-        self._epoch_lr = float(trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         summary = pl_module.epoch_summary()  # collective: every rank calls it
         epoch = trainer.current_epoch
         val_nme = float(summary["val_nme"])
+        lr = float(trainer.optimizers[0].param_groups[0]["lr"])  # set per epoch by the module, no scheduler
         improved = math.isfinite(val_nme) and val_nme < self.best_val_nme
         if improved:
             self.best_val_nme, self.best_epoch = val_nme, epoch
         final = epoch + 1 >= (trainer.max_epochs or 0)
         save_last = (epoch + 1) % self.every_n_epochs == 0 or final
         if trainer.is_global_zero:
-            row = {"epoch": epoch, "train_loss": float(summary["train_loss"]), "val_nme": val_nme, "lr": self._epoch_lr,
+            row = {"epoch": epoch, "train_loss": float(summary["train_loss"]), "val_nme": val_nme, "lr": lr,
                    "seconds": time.perf_counter() - self._epoch_start}
             append_metrics(self.out_dir / "metrics.csv", row)
             plot_curve(self.out_dir / "metrics.csv", self.out_dir / "curve.png")

@@ -64,6 +64,12 @@ class LandmarkModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._train_sum.zero_()
+        # The learning rate is a pure function of (recipe, epoch), set here rather than kept in a scheduler's
+        # state, so a resumed run (even one whose max_epochs was raised) follows the recipe exactly.
+        lr = self.optim.lr * lr_factor(self.current_epoch, self.optim, self.max_epochs)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
     def on_validation_epoch_start(self) -> None:
         self._val_sum.zero_()
@@ -95,13 +101,11 @@ class LandmarkModule(pl.LightningModule):
         return {"train_loss": train_loss, "val_nme": self.last_val_nme}
 
     def _reduce(self, sums: Tensor) -> Tensor:
-        if self.trainer is None or self.trainer.world_size == 1:
+        if self._trainer is None or self.trainer.world_size == 1:
             return sums.clone()
         reduced = self.trainer.strategy.reduce(sums.to(self.device, torch.float64), reduce_op="sum")
         return reduced.cpu()
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-        optim, max_epochs = self.optim, self.max_epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, optim, max_epochs))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # Adam as in AOHR (lr 1e-4); the schedule is applied per epoch in on_train_epoch_start.
+        return torch.optim.Adam(self.model.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)

@@ -53,9 +53,12 @@ def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if t.threads > 0:
         torch.set_num_threads(t.threads)
-    pl.seed_everything(t.seed, workers=True, verbose=False)
+    # A resumed run must not replay epoch 0's shuffles and augmentations: its seed moves with the epoch.
+    pl.seed_everything(t.seed + (_saved_epoch(last) + 1 if resume else 0), workers=True, verbose=False)
 
     model = build_model(config.model.arch, **config.model.config)
+    if resume:
+        _check_same_model(last, model)
     train_set, val_set = build_datasets(config.data, config.source, out, model.encode_targets,
                                         model.input_size, model.scheme)
     (out / "recipe.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
@@ -99,6 +102,34 @@ def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
     rows = read_metrics(out / "metrics.csv")
     return {"out": str(out), "epochs": len(rows), "best_val_nme": recorder.best_val_nme,
             "best_epoch": recorder.best_epoch, "metrics": rows}
+
+
+def _check_same_model(checkpoint: Path, model: Any) -> None:
+    """A resumed run must rebuild the architecture it saved; say so clearly instead of a key mismatch."""
+    import json
+
+    from facetrack.models.hub import read_card
+
+    card_path = checkpoint.with_suffix(".json")
+    card = read_card(card_path)
+    wanted = json.loads(json.dumps(model.config))
+    if card["arch"] != model.arch or card["config"] != wanted:
+        raise DataError(card_path, f"the run was trained as {card['arch']} {card['config']}; the recipe now builds "
+                                   f"{model.arch} {wanted}: resume with the original model settings or use "
+                                   "another trainer.out")
+
+
+def _saved_epoch(checkpoint: Path) -> int:
+    """The last completed epoch recorded next to a checkpoint."""
+    import json
+
+    from facetrack.train.checkpoint import state_paths
+
+    path = state_paths(checkpoint)[2]
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(path, f"cannot read the saved epoch ({exc})") from None
 
 
 def _limit(value: float) -> float | int:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from facetrack.data.cofw import InMemoryFaceSample, load_cofw
+from facetrack.data.cofw import InMemoryFaceSample, export_images, load_cofw
 from facetrack.errors import DataError
 
 
@@ -126,3 +126,15 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     scipy.io.savemat(str(other), {"x": np.zeros(3)})
     with pytest.raises(DataError, match="cannot tell the split"):
         load_cofw(other)
+
+
+def test_export_images_writes_exact_pngs(tmp_path: Path, rng: np.random.Generator) -> None:
+    images, phis, boxes = _dataset(rng)
+    samples = load_cofw(_save_v5(tmp_path / "COFW_test_color.mat", images, phis, boxes))
+    exported = export_images(samples, tmp_path / "out")
+    assert [p.image_path.name for p in exported] == ["0000.png", "0001.png", "0002.png"]
+    for original, copy in zip(samples, exported):
+        assert type(copy) is not InMemoryFaceSample and copy.image_path.is_file()
+        np.testing.assert_array_equal(copy.load_image(), original.load_image())
+        np.testing.assert_array_equal(copy.landmarks, original.landmarks)
+        np.testing.assert_array_equal(copy.visible, original.visible)

@@ -69,6 +69,7 @@ def test_random_access_matches_sequential_decode(mp4: Path) -> None:
         sequential = {i: f for i, _, f in src}
         for i in [29, 3, 3, 4, 0, 15, 28, 1]:
             np.testing.assert_array_equal(src.read(i), sequential[i])
+        assert src._seek_reliable  # a constant-rate file keeps its fast seeks
         with pytest.raises(IndexError):
             src.read(N_FRAMES)
         with pytest.raises(IndexError):
@@ -76,26 +77,29 @@ def test_random_access_matches_sequential_decode(mp4: Path) -> None:
 
 
 class _LyingCapture:
-    """Delegates to a real capture but reports a wrong position, as broken containers do."""
+    """Delegates to a real capture but misreports one property, as broken containers do."""
 
-    def __init__(self, cap: cv2.VideoCapture) -> None:
-        self._cap = cap
+    def __init__(self, cap: cv2.VideoCapture, prop: int, error: float) -> None:
+        self._cap, self._prop, self._error = cap, prop, error
 
     def get(self, prop: int) -> float:
         value = self._cap.get(prop)
-        return value + 5 if prop == cv2.CAP_PROP_POS_FRAMES else value
+        return value + self._error if prop == self._prop else value
 
     def __getattr__(self, name: str):
         return getattr(self._cap, name)
 
 
-def test_unverified_seek_falls_back_to_sequential_reads(mp4: Path) -> None:
+@pytest.mark.parametrize("prop,error", [(cv2.CAP_PROP_POS_FRAMES, 5.0), (cv2.CAP_PROP_POS_MSEC, 120.0)],
+                         ids=["position", "timestamp"])
+def test_unverified_seek_falls_back_to_sequential_reads(mp4: Path, prop: int, error: float) -> None:
     with open_source(mp4) as src:
         sequential = {i: f for i, _, f in src}
-        src._cap = _LyingCapture(src._cap)
-        np.testing.assert_array_equal(src.read(20), sequential[20])
+        np.testing.assert_array_equal(src.read(25), sequential[25])  # forward: no seek needed
+        src._cap = _LyingCapture(src._cap, prop, error)
+        np.testing.assert_array_equal(src.read(3), sequential[3])  # backward: seek, caught lying
         assert src._seek_reliable is False
-        for i in [7, 25, 2]:  # backwards and forwards without seeking
+        for i in [7, 29, 2]:  # backwards and forwards without seeking
             np.testing.assert_array_equal(src.read(i), sequential[i])
 
 
@@ -196,6 +200,11 @@ def test_write_video_normalises_gray_frames(tmp_path: Path) -> None:
     assert abs(float(frames[0].mean()) - 80) < 3
 
 
+def test_explicit_fps_sets_times(avi: Path) -> None:
+    with open_source(avi, fps=10.0) as src:
+        assert [t for _, t, _ in src][:3] == pytest.approx([0.0, 0.1, 0.2])
+
+
 def test_reads_a_real_clip(shared_data: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -204,3 +213,29 @@ def test_reads_a_real_clip(shared_data: Path) -> None:
             n = sum(1 for _ in src)
             assert n == src.frame_count == 72
             assert src.read(71).shape == (360, 640, 3)
+
+
+def test_variable_frame_rate_clip_reads_exact_frames(shared_data: Path) -> None:
+    """face_noface.mov is variable-rate: a frame-number seek lands several frames off, and must be caught."""
+    with open_source(shared_data / "videos" / "face_noface.mov") as src:
+        wanted = (150, 5, 120)
+        times, kept = [], {}
+        for i, t, f in src:
+            times.append(t)
+            if i in wanted:
+                kept[i] = f
+        assert len(times) == 169 and not src.truncated
+        assert times[0] == 0.0 and all(b > a for a, b in zip(times, times[1:]))
+        for i in wanted:
+            np.testing.assert_array_equal(src.read(i), kept[i])
+        assert not src._seek_reliable
+
+
+def test_estimated_frame_count_is_corrected_not_truncation(shared_data: Path) -> None:
+    """no_face.mp4 announces 98 frames and decodes 95: a header estimate, not a damaged file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with open_source(shared_data / "videos" / "no_face.mp4") as src:
+            announced = src.frame_count
+            n = sum(1 for _ in src)
+    assert n <= announced and n == src.frame_count and not src.truncated
