@@ -147,17 +147,21 @@ def report(results: list[dict], quant: list[tuple[int, float, float]], args: arg
         f"{args.threads} torch threads. Total wall time {wall:.0f} s.",
         "",
         f"Setup: N = {N_POINTS}, F = {INPUT_SIZE}, batch {args.batch}, median and min of {args.steps} step(s) after "
-        f"one warm-up step (the CPUs are shared, so the min is the better estimate of the cost). Reduced backbone for a CPU run: stacked hourglass {BACKBONE} (the paper uses 2 stacks of "
-        f"width 256) and head_channels = {HEAD_CHANNELS} for both heads. One training step = forward + loss + "
-        "backward + Adam. Peak RSS growth = ru_maxrss at the end minus ru_maxrss after imports, model and batch "
+        "one warm-up step (the CPUs are shared, so the min is the better estimate of the cost). Reduced backbone "
+        f"for a CPU run: stacked hourglass {BACKBONE} (the paper uses 2 stacks of width 256) and head_channels = "
+        f"{HEAD_CHANNELS} for both heads. One training step = forward + loss + backward + Adam. Peak RSS growth = "
+        "ru_maxrss at the end minus ru_maxrss after imports, model and batch "
         f"creation, in a fresh process per row. Rows whose estimate exceeds {args.cap_gb:g} GB are not run.",
         "",
-        "| head | L | L/F | output+target per image (MiB) | estimate (MiB) | peak RSS growth (MiB) | step median / min (s) | params | status |",
+        "| head | L | L/F | output+target per image (MiB) | estimate (MiB) | peak RSS growth (MiB) "
+        "| step median / min (s) | params | status |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        measured = (mib(r["peak_growth_bytes"]), f"{r['step_s']:.2f} / {r['step_min_s']:.2f}", f"{r['parameters']:,}") \
-            if r["status"] == "ok" else ("-", "-", "-")
+        measured = ("-", "-", "-")
+        if r["status"] == "ok":
+            step = f"{r['step_s']:.2f} / {r['step_min_s']:.2f}"
+            measured = (mib(r["peak_growth_bytes"]), step, f"{r['parameters']:,}")
         lines.append(
             f"| {r['head'].upper()} | {r['length']} | {r['length'] / INPUT_SIZE:g} | {mib(r['io_bytes_per_image'])} | "
             f"{mib(r['estimate_bytes'])} | {' | '.join(measured)} | {r['status']} |"

@@ -8,7 +8,7 @@ written next to the numbers in RESULT.json.
 """
 from __future__ import annotations
 
-import logging
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,11 +19,9 @@ import numpy as np
 
 from facetrack.data.sample import FaceSample
 from facetrack.errors import DataError
-from facetrack.io.results import ImagePrediction, Prediction, write_json
+from facetrack.io.results import ImagePrediction, Prediction, atomic_write_text
 from facetrack.metrics.auc import PRESETS, auc_fr, auc_fr_preset
 from facetrack.metrics.nme import DATASET_NORMALISERS, NMEMetric
-
-log = logging.getLogger(__name__)
 
 DATASETS = ("300w", "shared300w", "wflw", "cofw", "aflw")
 
@@ -88,8 +86,9 @@ def write_gt_boxes(samples: Sequence[FaceSample], path: str | Path, relative_to:
         if relative_to is not None:
             key = os.path.relpath(os.path.abspath(s.image_path), os.path.abspath(relative_to))
         box = s.bbox if s.bbox is not None else _extent(np.asarray(s.landmarks))
-        boxes.setdefault(key, []).append([float(v) for v in np.asarray(box, dtype=np.float64).reshape(4)])
-    return write_json(path, boxes, indent=1)
+        boxes.setdefault(key, []).append([round(float(v), 3) for v in np.asarray(box, dtype=np.float64).reshape(4)])
+    body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in boxes.items())
+    return atomic_write_text(path, "{\n" + body + "\n}\n")  # one line per image: easy to read and diff
 
 
 # ------------------------------------------------------------------------------------------ path matching
@@ -263,14 +262,20 @@ class FaceRecord:
     errors: dict[str, float] = field(default_factory=dict)
 
 
-def _convert_scheme(points: np.ndarray, pred_scheme: str, gt_scheme: str, where: Path) -> np.ndarray:
+CONVERTIBLE = {("wflw98", "ibug68")}  # prediction scheme -> ground-truth scheme scored after conversion
+
+
+def _check_scheme(pred_scheme: str, gt_scheme: str, where: Path) -> None:
+    if pred_scheme != gt_scheme and (pred_scheme, gt_scheme) not in CONVERTIBLE:
+        raise DataError(where, f"scheme: predictions are {pred_scheme!r} but the ground truth is {gt_scheme!r}")
+
+
+def _convert_scheme(points: np.ndarray, pred_scheme: str, gt_scheme: str) -> np.ndarray:
     if pred_scheme == gt_scheme:
         return points
-    if pred_scheme == "wflw98" and gt_scheme == "ibug68":
-        from facetrack.schemes import wflw98_to_ibug68
+    from facetrack.schemes import wflw98_to_ibug68
 
-        return wflw98_to_ibug68(points)
-    raise DataError(where, f"scheme: predictions are {pred_scheme!r} but the ground truth is {gt_scheme!r}")
+    return wflw98_to_ibug68(points)
 
 
 def evaluate(
@@ -296,6 +301,7 @@ def evaluate(
     if not faces:
         raise DataError(root, f"no ground-truth faces for {settings.dataset} split {settings.split}")
     gt_scheme = faces[0].scheme
+    _check_scheme(pred.scheme, gt_scheme, pred_path)
     keys = [gt_key(s.image_path, root) for s in faces]
     images = match_images(keys, pred, root, bases=[str(pred_path.parent)])
     by_image: dict[str, list[int]] = {}
@@ -316,7 +322,7 @@ def evaluate(
                 reason = "image not in predictions" if image is None else "no predicted face matches"
                 misses.append({"path": k, "face": idxs.index(i), "reason": reason})
             else:
-                pts = _convert_scheme(image.faces[j].landmarks, pred.scheme, gt_scheme, pred_path)
+                pts = _convert_scheme(image.faces[j].landmarks, pred.scheme, gt_scheme)
                 assignment[i] = pts
                 matched_pred_faces += 1
     predicted_faces = sum(len(images[k].faces) for k in by_image if k in images)

@@ -15,11 +15,13 @@ import numpy as np
 
 INTEGRATORS = ("trapz", "simpson")
 
-# Named conventions. ``num`` (a linspace of that many points) replaces ``step`` when set.
+# Named conventions. ``num`` (a linspace of that many points) replaces ``step`` when set. scipy's
+# ``simpson`` (scipy >= 1.11) treats an even number of samples differently from the ``simps`` these
+# codebases ran with, which moves AUCs in the 4th-5th digit on grids with an even point count.
 PRESETS: dict[str, dict[str, Any]] = {
     # ZhenglinZhou/STAR lib/metric/fr_and_auc.py: arange(0, a + 1e-4, 1e-4), count(nme <= x), simps;
     # threshold 0.05 for 300W, 0.1 otherwise (also LDEQ's compute_fr_and_auc with 0.1).
-    "star": {"step": 1e-4, "num": None, "integrator": "simpson", "inclusive": True},
+    "star": {"step": 1e-4, "num": None, "integrator": "simpson", "inclusive": True, "grid": "arange"},
     # D-X-Y/landmark-detection SBR/lib/xvision/common_eval.py: linspace(0, a, 2000), count(nme < x),
     # sklearn.metrics.auc (trapezoid); "acc@a" = fraction < a, so FR = fraction >= a.
     "sbr": {"step": None, "num": 2000, "integrator": "trapz", "inclusive": False},
@@ -59,35 +61,46 @@ def auc_fr(
     integrator: str = "trapz",
     inclusive: bool = True,
     num: int | None = None,
+    grid: str = "exact",
 ) -> dict[str, Any]:
     """AUC@threshold (CED integrated on ``[0, threshold]`` / threshold) and FR@threshold.
 
-    The grid is ``round(threshold / step) + 1`` evenly spaced points ending exactly at the threshold, or
-    ``num`` points when given. FR is the fraction with error ``> threshold`` (``>=`` when not inclusive).
-    NaN or inf errors (missed faces) count as failures.
+    ``grid="exact"``: ``round(threshold / step) + 1`` evenly spaced points ending exactly at the threshold
+    (or ``num`` points when given); FR is the fraction with error ``> threshold`` (``>=`` when not
+    inclusive). ``grid="arange"`` reproduces STAR's ``np.arange(0, threshold + step, step)``, whose float
+    rounding can add a point past the threshold (0.0501 for 0.05): the integral then runs to that point
+    (an all-correct set scores 1.002) and FR is measured there. NaN or inf errors (missed faces) fail.
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
     e = _clean(errors)
-    if num is None:
-        if step is None or not step > 0:
-            raise ValueError("give a positive step or a number of grid points")
-        num = int(round(threshold / step)) + 1
-        grid = "step"
+    if grid == "arange":
+        if num is not None or step is None or not step > 0:
+            raise ValueError("grid='arange' needs a positive step and no num")
+        xs = np.arange(0.0, threshold + step, step)
+    elif grid == "exact":
+        if num is None:
+            if step is None or not step > 0:
+                raise ValueError("give a positive step or a number of grid points")
+            num = int(round(threshold / step)) + 1
+        if num < 2:
+            raise ValueError("the CED grid needs at least 2 points")
+        xs = np.linspace(0.0, threshold, num)
     else:
-        grid = "linspace"
-    if num < 2:
-        raise ValueError("the CED grid needs at least 2 points")
-    xs = np.linspace(0.0, threshold, num)
+        raise ValueError(f"unknown grid {grid!r}; known: exact, arange")
     ys = ced(e, xs, inclusive)
     auc = _integrate(ys, xs, integrator) / threshold
-    fr = float(np.mean(e > threshold) if inclusive else np.mean(e >= threshold))
+    if grid == "arange":
+        fr = float(1.0 - ys[-1])
+    else:
+        fr = float(np.mean(e > threshold) if inclusive else np.mean(e >= threshold))
     return {
         "auc": auc,
         "fr": fr,
         "threshold": float(threshold),
-        "step": float(threshold / (num - 1)),
-        "num_points": int(num),
+        "step": float(xs[1] - xs[0]),
+        "num_points": int(len(xs)),
+        "grid_end": float(xs[-1]),
         "grid": grid,
         "integrator": integrator,
         "inclusive": bool(inclusive),

@@ -9,4 +9,6 @@ from facetrack.models.base import LandmarkModel
 from facetrack.models.hub import load_model, save_model
 from facetrack.models.registry import build_model, list_models, register_model, register_preset
 
-__all__ = ["LandmarkModel", "build_model", "list_models", "load_model", "register_model", "register_preset", "save_model"]
+__all__ = [
+    "LandmarkModel", "build_model", "list_models", "load_model", "register_model", "register_preset", "save_model",
+]

@@ -68,7 +68,8 @@ class Heatmap2D(LandmarkModel):
             x = F.adaptive_avg_pool2d(x, self.pool_to)
         heatmap = self.final(self.upsampler(x))
         if self.resize_to is not None:
-            heatmap = F.interpolate(heatmap, size=(self.resize_to, self.resize_to), mode="bilinear", align_corners=False)
+            size = (self.resize_to, self.resize_to)
+            heatmap = F.interpolate(heatmap, size=size, mode="bilinear", align_corners=False)
         return {"heatmap": heatmap}
 
     def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:

@@ -70,7 +70,9 @@ def _locate(name_or_path: str | Path) -> Path:
             raise ModelError(f"{card}: model card not found (expected next to the weights)")
         return card
     if not WEIGHTS_DIR.is_dir():
-        raise ModelError(f"{name_or_path!r} is not a file and no packaged weights are installed ({WEIGHTS_DIR} is absent)")
+        raise ModelError(
+            f"{name_or_path!r} is not a file and no packaged weights are installed ({WEIGHTS_DIR} is absent)"
+        )
     card = WEIGHTS_DIR / f"{name_or_path}.json"
     if not card.exists():
         known = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))

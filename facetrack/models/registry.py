@@ -64,8 +64,9 @@ def resolve(name: str, **overrides: Any) -> tuple[str, dict[str, Any]]:
     else:
         raise ModelError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict) and value.get("name", config[key].get("name")) == config[key].get("name"):
-            config[key] = {**config[key], **value}
+        base = config.get(key)  # a nested spec of the same kind (e.g. backbone) is updated, not replaced
+        if isinstance(base, dict) and isinstance(value, dict) and value.get("name") in (None, base.get("name")):
+            config[key] = {**base, **value}
         else:
             config[key] = copy.deepcopy(value)
     return arch, config

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from facetrack.errors import ModelError
 from facetrack.models import build_model
 from facetrack.models.aohr import AOHR, CoAttention
 from facetrack.models.blocks import DepthwiseFilter1d, PatchDeconv1d, fold_batchnorm
@@ -36,6 +37,8 @@ def tiny(**overrides) -> AOHR:
         ({"backbone": TINY_LITE, "input_size": 64, "ratio": 3.0, "head_separable": True}, 192),
         ({"backbone": {**TINY_LITE, "stride": 4}, "input_size": 64, "ratio": 1.0}, 64),
         ({"gamma": 0.0}, 64),
+        ({"head_compress": "full"}, 64),
+        ({"backbone": TINY_LITE, "input_size": 64, "head_compress": "full", "head_separable": True}, 128),
     ],
 )
 def test_output_shapes(overrides, length):
@@ -167,6 +170,8 @@ def test_bad_inputs_are_refused():
     model = tiny()
     with pytest.raises(ValueError, match="32x32"):
         model(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ModelError, match="head_compress"):
+        tiny(head_compress="pool")
     with pytest.raises(ValueError, match=r"\(5, 2\)"):
         model.encode_targets(np.zeros((6, 2)))
 
