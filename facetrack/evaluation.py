@@ -28,7 +28,7 @@ DATASETS = ("300w", "shared300w", "wflw", "cofw", "aflw")
 # Default AUC/FR threshold per dataset: 300W 8% (SBR, SPIGA 300W-public), WFLW and COFW 10% (STAR, SPIGA),
 # AFLW 7% (SPIGA's box-normalised sets).
 DEFAULT_THRESHOLDS: dict[str, float] = {"300w": 0.08, "shared300w": 0.08, "wflw": 0.10, "cofw": 0.10, "aflw": 0.07}
-DEFAULT_SPLITS: dict[str, str] = {"300w": "full", "shared300w": "train", "wflw": "test", "cofw": "test", "aflw": "test"}
+DEFAULT_SPLITS: dict[str, str] = {"300w": "full", "shared300w": "val", "wflw": "test", "cofw": "test", "aflw": "test"}
 WFLW_SUBSETS = ("largepose", "expression", "illumination", "makeup", "occlusion", "blur")
 
 
@@ -43,7 +43,9 @@ def load_ground_truth(dataset: str, root: str | Path, split: str | None = None) 
     """
     dataset = dataset.lower()
     split = split or DEFAULT_SPLITS.get(dataset)
-    if dataset in ("300w", "shared300w"):
+    if dataset == "shared300w":
+        return {Path(split).stem if split.endswith(".json") else split: load_shared300w(root, split)}
+    if dataset == "300w":
         from facetrack.data.w300 import load_300w
 
         if split == "full":
@@ -63,15 +65,47 @@ def load_ground_truth(dataset: str, root: str | Path, split: str | None = None) 
     if dataset == "cofw":
         from facetrack.data.cofw import load_cofw
 
-        path = Path(root)
-        if path.is_dir():
-            path = path / ("COFW_train_color.mat" if split == "train" else "COFW_test_color.mat")
-        return {split: load_cofw(path)}
+        return {split: load_cofw(matching_root(dataset, root, split))}
     if dataset == "aflw":
         from facetrack.data.aflw import load_aflw
 
         return {split: load_aflw(root, split)}
     raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+
+
+SHARED300W_VAL_FRACTION = 0.1
+SHARED300W_SEED = 0
+
+
+def load_shared300w(root: str | Path, split: str = "val") -> list[FaceSample]:
+    """The 300-W development crops: ``val`` (10 % of source photographs held out, seed 0: the split every
+    shipped recipe validates on), ``train`` (the rest), ``all``, or a training run's ``split.json``."""
+    from facetrack.data.splits import split_by_subject
+    from facetrack.data.w300 import load_300w
+
+    samples = load_300w(root, "train")
+    if split == "all":
+        return samples
+    if split.endswith(".json"):
+        try:
+            record = json.loads(Path(split).read_text(encoding="utf-8"))
+            val_subjects = set(record["val_subjects"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(split, f"not a training split file with 'val_subjects' ({exc})") from None
+        return [s for s in samples if s.subject in val_subjects]
+    if split not in ("train", "val"):
+        raise DataError(root, f"shared300w split must be val, train, all or a split.json path, got {split!r}")
+    train, val = split_by_subject(samples, SHARED300W_VAL_FRACTION, seed=SHARED300W_SEED)
+    return val if split == "val" else train
+
+
+def matching_root(dataset: str, root: str | Path, split: str | None = None) -> Path:
+    """The folder (or file) image paths are matched relative to: the dataset root, except COFW, whose
+    faces are named ``<file.mat>/<index>`` so predictions for ``0001.png`` match face ``0001``."""
+    path = Path(root)
+    if dataset.lower() == "cofw" and path.is_dir():
+        path = path / ("COFW_train_color.mat" if split == "train" else "COFW_test_color.mat")
+    return path
 
 
 def write_gt_boxes(samples: Sequence[FaceSample], path: str | Path, relative_to: str | Path | None = None) -> Path:
@@ -148,30 +182,47 @@ def match_images(
             out[k] = by_key[k]
     if unmatched:
         used = {id(img) for img in out.values()}
-        by_name: dict[str, list[tuple[tuple[str, ...], ImagePrediction]]] = {}
-        for img in pred.images:
-            if id(img) not in used:
-                parts = PurePosixPath(_norm(img.path)).parts
-                by_name.setdefault(parts[-1], []).append((parts, img))
-        gt_by_name: dict[str, list[tuple[str, ...]]] = {}
-        for k in unmatched:
-            parts = PurePosixPath(k).parts
-            gt_by_name.setdefault(parts[-1], []).append(parts)
-
-        def suffix(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-            n = min(len(a), len(b))
-            return a[-n:] == b[-n:]
-
-        for k in unmatched:
-            parts = PurePosixPath(k).parts
-            cands = [img for p, img in by_name.get(parts[-1], []) if suffix(p, parts)]
-            if len(cands) != 1:
-                continue
-            cand_parts = PurePosixPath(_norm(cands[0].path)).parts
-            rivals = [g for g in gt_by_name[parts[-1]] if suffix(g, cand_parts)]
-            if len(rivals) == 1:
-                out[k] = cands[0]
+        _match_by_suffix(unmatched, [img for img in pred.images if id(img) not in used], out)
     return out
+
+
+def _parts(path: str, bare: bool = False) -> tuple[str, ...]:
+    parts = PurePosixPath(_norm(path)).parts
+    return (*parts[:-1], PurePosixPath(parts[-1]).stem) if bare and parts else parts
+
+
+def _is_suffix_pair(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    n = min(len(a), len(b))
+    return n > 0 and a[-n:] == b[-n:]
+
+
+def _match_by_suffix(gt_keys: Sequence[str], pool: Sequence[ImagePrediction], out: dict[str, ImagePrediction]) -> None:
+    """Pair ground-truth keys and predicted paths where one is a whole-component suffix of the other, only
+    when the pairing is unique both ways. A key without extension (a virtual name such as COFW's
+    ``<file.mat>/0001``) is compared with the predicted file's stem (``export/0001.png``)."""
+    by_name: dict[str, list[ImagePrediction]] = {}
+    by_stem: dict[str, list[ImagePrediction]] = {}
+    for img in pool:
+        parts = _parts(img.path)
+        if parts:
+            by_name.setdefault(parts[-1], []).append(img)
+            by_stem.setdefault(PurePosixPath(parts[-1]).stem, []).append(img)
+    gt_by_last: dict[str, list[tuple[str, ...]]] = {}
+    for k in gt_keys:
+        gt_by_last.setdefault(_parts(k)[-1], []).append(_parts(k))
+    for k in gt_keys:
+        gparts = _parts(k)
+        bare = "." not in gparts[-1]
+        cands = [img for img in (by_stem if bare else by_name).get(gparts[-1], [])
+                 if _is_suffix_pair(_parts(img.path, bare), gparts)]
+        if len(cands) != 1:
+            continue
+        name = _parts(cands[0].path)[-1]
+        rivals = [g for g in gt_by_last.get(name, []) if _is_suffix_pair(g, _parts(cands[0].path))]
+        rivals += [g for g in gt_by_last.get(PurePosixPath(name).stem, [])
+                   if _is_suffix_pair(g, _parts(cands[0].path, True))]
+        if len(rivals) == 1:
+            out[k] = cands[0]
 
 
 # ------------------------------------------------------------------------------------------ face matching
@@ -414,11 +465,15 @@ def format_table(result: dict[str, Any]) -> str:
             cells = "".join(f"{'-' if comps[g] is None else format(comps[g] * 100, '.3f'):>12}" for g in groups)
             lines.append(f"{name + ' ' + kind:<24}{cells}")
     s = result["settings"]
-    rule = f"preset {s['preset']}" if s["preset"] else f"step {s['step']:g}, {s['integrator']}, {'<=' if s['inclusive'] else '<'}"
+    if s["preset"]:
+        rule = f"preset {s['preset']}"
+    else:
+        rule = f"step {s['step']:g}, {s['integrator']}, {'<=' if s['inclusive'] else '<'}"
     lines.append("")
     lines.append(f"normalisers: {', '.join(s['normalisers'].values())}; AUC/FR at {thr:g}% ({rule})")
     if result["misses"]:
-        lines.append(f"{len(result['misses'])} ground-truth face(s) without a prediction (see 'misses' in the result file)")
+        n = len(result["misses"])
+        lines.append(f"{n} ground-truth face(s) without a prediction (see 'misses' in the result file)")
     if result["unmatched_predicted_faces"]:
         lines.append(f"{result['unmatched_predicted_faces']} predicted face(s) matched no ground-truth face")
     return "\n".join(lines)

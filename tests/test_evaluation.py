@@ -186,3 +186,15 @@ def test_ground_truth_as_prediction_scores_zero_on_shared_300w(shared_data):
     entry = result["subsets"]["train"]
     assert entry["faces"] == 150 and entry["misses"] == 0
     assert entry["nme"]["ocular"]["nme"] == 0.0 and entry["nme"]["ocular"]["auc_fr"]["auc"] == pytest.approx(1.0)
+
+
+def test_virtual_image_names_match_exported_files_by_stem(tmp_path, rng):
+    mat = tmp_path / "COFW_test_color.mat"
+    p1, p2 = make_face(rng, 50, 50, 20), make_face(rng, 50, 50, 20)
+    gt = [sample(mat / "0001", p1), sample(mat / "0002", p2)]
+    pred = Prediction("m", "ibug68", [
+        ImagePrediction("export/0002.png", 100, 100, [as_pred(p2 + [2.0, 0.0])]),
+        ImagePrediction("export/0001.png", 100, 100, [as_pred(p1)]),
+    ])
+    result = evaluate(pred, {"test": gt}, mat, default_settings("cofw", norm="ocular"))
+    assert [f["nme"]["ocular"] for f in result["faces"]] == pytest.approx([0.0, 0.1])

@@ -195,6 +195,10 @@ class Heatmap1DCodec:
             "weight": target_weight(points, self.input_size, visible),
         }
 
+    def target_peak_mass(self) -> float:
+        """Peak of a target normalised to sum 1: scales a softmax output back to the peak-1 target scale."""
+        return 1.0 / (math.sqrt(2.0 * math.pi) * self.sigma_bins)
+
     @torch.no_grad()
     def decode(self, hx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor]:
         """(B, N, L) heatmaps -> coords (B, N, 2) in crop pixels and confidence (B, N) in [0, 1].

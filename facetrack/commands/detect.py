@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -67,7 +68,8 @@ def read_boxes(path: Path) -> dict[str, list[list[float]]]:
 
 
 def _norm(path: str) -> str:
-    return str(Path(path))
+    """One spelling per file, so ``--boxes`` keys match however the root was written (./x, x, /abs/x)."""
+    return os.path.normcase(os.path.abspath(path))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("pred", nargs="?", metavar="PRED.json", help="prediction file (optional with --boxes-out)")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", required=True, help="dataset folder (COFW: the folder or the .mat file)")
-    p.add_argument("--split", help="300w: common|challenge|full|train; wflw: test|train; default per dataset")
+    p.add_argument("--split", help="300w: common|challenge|full|train; shared300w: val (default)|train|all|SPLIT.json; wflw: test|train; default per dataset")
     p.add_argument("--norm", action="append", choices=NORMS,
                    help="normaliser (repeat for several; default per dataset, e.g. ocular for 300W)")
     p.add_argument("--threshold", type=float, help="AUC/FR threshold as a fraction (default per dataset, 300W 0.08)")
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate,
         format_table,
         load_ground_truth,
+        matching_root,
         write_gt_boxes,
     )
     from facetrack.io.results import read_predictions, write_json
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pred is None:
         return 0
     pred = read_predictions(args.pred)
-    result = evaluate(pred, subsets, args.root, settings, pred_path=args.pred)
+    root = matching_root(settings.dataset, args.root, settings.split)
+    result = evaluate(pred, subsets, root, settings, pred_path=args.pred)
     print(format_table(result))
     if args.out:
         write_json(args.out, result)

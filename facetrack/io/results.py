@@ -256,12 +256,16 @@ def read_predictions(path: str | Path, num_points: int | None = None) -> Predict
                 points.append((v.number(pt[0], pw), v.number(pt[1], pw)))
             scores = face.get("landmark_scores")
             if scores is not None:
-                scores = [v.number(s, f"{fw}.landmark_scores[{k}]") for k, s in enumerate(v.array(scores, f"{fw}.landmark_scores"))]
+                items = v.array(scores, f"{fw}.landmark_scores")
+                scores = [v.number(s, f"{fw}.landmark_scores[{k}]") for k, s in enumerate(items)]
                 if len(scores) != num_points:
                     raise v.fail(f"{fw}.landmark_scores", f"expected {num_points} values, got {len(scores)}")
-            faces.append(FacePrediction(np.array(bbox), np.array(points), score, None if scores is None else np.array(scores)))
+            conf = None if scores is None else np.array(scores)
+            faces.append(FacePrediction(np.array(bbox), np.array(points), score, conf))
         images.append(
-            ImagePrediction(img_path, v.integer(img["width"], f"{w}.width"), v.integer(img["height"], f"{w}.height"), faces)
+            ImagePrediction(
+                img_path, v.integer(img["width"], f"{w}.width"), v.integer(img["height"], f"{w}.height"), faces
+            )
         )
     return Prediction(model, scheme, images)
 
@@ -313,7 +317,9 @@ class LandmarksCSVWriter:
             data = data[:cut]
         lines = data.decode("utf-8").splitlines()
         if not lines or lines[0].split(",") != self.header:
-            raise DataError(self.path, f"cannot append: header is not that of a {self.num_points}-point landmarks.csv", 1)
+            raise DataError(
+                self.path, f"cannot append: header is not that of a {self.num_points}-point landmarks.csv", 1
+            )
         if len(lines) > 1:
             try:
                 self.last_frame = int(lines[-1].split(",", 1)[0])
@@ -404,7 +410,9 @@ def read_landmarks_csv(path: str | Path, num_points: int | None = None) -> Landm
         raise DataError(path, "empty file (no header)", 1)
     n = sum(1 for c in header if c.startswith("conf_"))
     if header != landmarks_csv_header(n):
-        raise DataError(path, "header does not follow frame,time_s,track_id,box_x0..box_y1,score,x_i,y_i...,conf_i...", 1)
+        raise DataError(
+            path, "header does not follow frame,time_s,track_id,box_x0..box_y1,score,x_i,y_i...,conf_i...", 1
+        )
     if num_points is not None and n != num_points:
         raise DataError(path, f"expected {num_points} points, the header has {n}", 1)
     width = len(header)

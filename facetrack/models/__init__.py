@@ -9,6 +9,10 @@ from facetrack.models.base import LandmarkModel
 from facetrack.models.hub import load_model, save_model
 from facetrack.models.registry import build_model, list_models, register_model, register_preset
 
+# The packaged per-frame model that ``detect``, ``track`` and ``demo`` use when no --model is given
+# (facetrack/weights/<name>.safetensors + .json).
+DEFAULT_MODEL = "aohr-68"
+
 __all__ = [
-    "LandmarkModel", "build_model", "list_models", "load_model", "register_model", "register_preset", "save_model",
+    "DEFAULT_MODEL", "LandmarkModel", "build_model", "list_models", "load_model", "register_model", "register_preset", "save_model",
 ]

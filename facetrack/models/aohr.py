@@ -98,6 +98,7 @@ class AOHR(LandmarkModel):
         head_separable: bool = False,
         head_compress: str = "halving",
         decoder_kernel: int = 5,
+        loss: str = "l2",
     ) -> None:
         super().__init__(num_points=num_points, scheme=scheme, input_size=input_size)
         from facetrack.codecs.heatmap1d import Heatmap1DCodec
@@ -106,6 +107,8 @@ class AOHR(LandmarkModel):
             raise ValueError(f"head_channels ({head_channels}) must be a multiple of attn_dim ({attn_dim})")
         if head_compress not in ("halving", "full"):
             raise ValueError(f"head_compress must be 'halving' (the paper) or 'full', got {head_compress!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if gamma < 0 or head_layers < 1 or decoder_kernel < 1 or decoder_kernel % 2 == 0:
             raise ValueError("need gamma >= 0, head_layers >= 1 and an odd decoder_kernel")
         self.backbone, backbone_spec = build_backbone(backbone or {"name": "hourglass"}, input_size)
@@ -120,7 +123,9 @@ class AOHR(LandmarkModel):
             "ratio": float(ratio), "sigma": float(sigma), "backbone": backbone_spec, "gamma": float(gamma),
             "head_channels": head_channels, "attn_dim": attn_dim, "head_layers": head_layers,
             "head_separable": bool(head_separable), "head_compress": head_compress, "decoder_kernel": decoder_kernel,
+            "loss": loss,
         }
+        self.loss_type = loss
         cin, size = self.backbone.out_channels, self.feature_size
         self.cnn1x = _compressor(cin, head_channels, size, "y", head_separable, head_compress)
         self.cnn1y = _compressor(cin, head_channels, size, "x", head_separable, head_compress)
@@ -158,21 +163,48 @@ class AOHR(LandmarkModel):
         return sx, sy
 
     def decode_1d(self, sx: Tensor, sy: Tensor) -> dict[str, Tensor]:
-        """1D heatmaps from per-landmark 1D features (possibly refined by a temporal/structure module)."""
+        """1D heatmaps from per-landmark 1D features (possibly refined by a temporal/structure module).
+
+        With ``loss="kl"`` the decoders give logits, which ``decode`` turns into heatmaps of the codec's scale.
+        """
         return {"hx": self.decoder_x(sx), "hy": self.decoder_y(sy)}
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         return self.decode_1d(*self.encode_1d(images))
 
     def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
-        """Eq. 11: sum over landmarks of squared L2 errors of both 1D heatmaps, weighted, mean over the batch."""
+        """Eq. 11 (``l2``): squared L2 errors of both 1D heatmaps summed over landmarks, mean over the batch.
+
+        ``kl``: cross-entropy of each axis' softmax against the target Gaussian normalised to a distribution
+        (SimCC-style); every bin gets a gradient, which trains small models much faster than L2 on peaky targets.
+        """
         hx, hy = outputs["hx"], outputs["hy"]
         tx, ty = targets["hx"].to(hx), targets["hy"].to(hy)
-        per_point = (hx - tx).pow(2).sum(-1) + (hy - ty).pow(2).sum(-1)  # (B, N)
+        if self.loss_type == "kl":
+            per_point = _soft_cross_entropy(hx, tx) + _soft_cross_entropy(hy, ty)
+        else:
+            per_point = (hx - tx).pow(2).sum(-1) + (hy - ty).pow(2).sum(-1)  # (B, N)
         return (per_point * batch_weight(targets, hx)).sum(-1).mean()
 
+    def heatmaps(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The 1D heatmaps on the codec's scale (peak about 1 where the model is certain), whatever the loss."""
+        hx, hy = outputs["hx"], outputs["hy"]
+        if self.loss_type == "kl":
+            peak = self.codec.target_peak_mass()
+            return torch.softmax(hx, -1) / peak, torch.softmax(hy, -1) / peak
+        return hx, hy
+
     def decode(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        return self.codec.decode(outputs["hx"], outputs["hy"])
+        return self.codec.decode(*self.heatmaps(outputs))
+
+
+LOSSES = ("l2", "kl")
+
+
+def _soft_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy (B, N) of softmax(logits) against the target heatmap normalised to sum 1."""
+    dist = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
+    return -(dist * torch.log_softmax(logits, -1)).sum(-1)
 
 
 @register_model("aohr")

@@ -81,8 +81,8 @@ class Identities:
     def reclaim(self, detections: np.ndarray) -> dict[int, int]:
         """Detection index -> track id for lost faces with a detection within T_B (Eq. 8), nearest first.
 
-        Each lost face takes at most one detection and each detection goes to at most one face; the faces
-        reclaimed are removed from the waiting list.
+        Each lost face takes at most one detection and each detection goes to at most one face. The faces
+        stay on the waiting list until ``forget`` confirms them (the re-initialised track may fail validation).
         """
         detections = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
         if len(detections) == 0 or not self.lost:
@@ -98,8 +98,11 @@ class Identities:
                 continue
             pairs[int(j)] = self.lost[int(i)].track_id
             taken_faces.add(int(i))
-        self.lost = [f for k, f in enumerate(self.lost) if k not in taken_faces]
         return pairs
+
+    def forget(self, track_id: int) -> None:
+        """Take a re-identified face off the waiting list."""
+        self.lost = [f for f in self.lost if f.track_id != track_id]
 
     def waiting(self) -> int:
         """Faces still waiting to be re-detected (they keep their place under ``max_faces``)."""

@@ -276,7 +276,7 @@ def train_validator(root: str | Path, out: str | Path, epochs: int = 6, seed: in
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         logger.info("epoch %d: loss %.4f, held-out %s", epoch + 1, total / len(order), evaluate(net, val))
     metrics = evaluate(net, val)
     train_metrics = evaluate(net, train)

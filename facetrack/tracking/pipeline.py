@@ -1,0 +1,285 @@
+"""Detect, track, validate, re-detect: CRCT's Algorithm 1 generalised to several faces and any landmark engine.
+
+Per frame:
+1. every tracked face is stepped from its previous landmarks (one batched engine call) and validated; a
+   score below T_C (``keep_threshold``) loses the track, which then waits ``reid_gap`` frames for re-detection;
+2. the detector runs on the first frame, whenever a track is waiting or no face is tracked, and every
+   ``detect_every`` frames while there is room for more faces (0 = only when needed);
+3. detections on tracked faces are ignored; a detection whose centre is within T_B (CRCT Eq. 8) of a waiting
+   face re-initialises it under its old id; the rest start new tracks, largest and most confident first, up
+   to ``max_faces`` (waiting faces keep their place, so with one face the tracker waits for it like CRCT);
+4. new and re-initialised faces start with fresh temporal state and must pass validation too.
+
+The tracker keeps no frames: only each face's last estimate (landmarks, box, engine state).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from facetrack.tracking.association import Identities, box_iou
+from facetrack.tracking.engine import FaceEstimate, LandmarkEngine
+from facetrack.tracking.smoothing import OneEuroFilter
+
+logger = logging.getLogger(__name__)
+
+
+class FaceDetector(Protocol):
+    """What the tracker needs from a face detector plug-in."""
+
+    def detect(self, frame: np.ndarray) -> Any:
+        """An object with ``boxes`` (K, 4) ``[x0, y0, x1, y1]`` and ``scores`` (K,)."""
+        ...
+
+
+class Validator(Protocol):
+    def score(self, image: np.ndarray, landmarks: Sequence[np.ndarray]) -> np.ndarray:
+        """p(face) in [0, 1] for each landmark set."""
+        ...
+
+
+@dataclass
+class TrackerConfig:
+    """Thresholds and policies of the tracking loop (CRCT's T_C and T_B, plus the multi-face ones)."""
+
+    detect_every: int = 0  # also detect every N frames to pick up faces that enter (0 = only when needed)
+    max_faces: int = 1
+    min_face: float = 24.0  # detector boxes smaller than this (pixels, longer side) are skipped
+    keep_threshold: float = 0.3  # T_C on the combined validation score
+    redetect_ratio: float = 0.5  # T_B of Eq. 8: centre distance / previous box diagonal
+    reid_gap: int = 15  # frames a lost face keeps its id while waiting for a nearby detection
+    confidence_weight: float = 0.5  # exponent of the mean landmark confidence in the combined score
+    match_iou: float = 0.3  # a detection overlapping a tracked face this much is that face
+    smoothing: dict[str, float] | None = None  # one-euro parameters (min_cutoff, beta, d_cutoff); None = off
+
+    def __post_init__(self) -> None:
+        if self.max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {self.max_faces}")
+        if self.detect_every < 0:
+            raise ValueError(f"detect_every must be >= 0, got {self.detect_every}")
+        if not 0.0 <= self.confidence_weight <= 1.0:
+            raise ValueError(f"confidence_weight must be in [0, 1], got {self.confidence_weight}")
+        if self.reid_gap < 0 or self.min_face < 0 or self.redetect_ratio <= 0:
+            raise ValueError("reid_gap and min_face must be >= 0 and redetect_ratio > 0")
+
+
+@dataclass
+class TrackedFace:
+    """One face on one frame. ``box`` is the tight box of the landmarks (frame pixels); ``score`` the
+    validation score that kept the track (face validator combined with the landmark confidences)."""
+
+    track_id: int
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+    confidences: np.ndarray
+
+
+@dataclass
+class _Track:
+    track_id: int
+    estimate: FaceEstimate
+    score: float
+    started: int
+    smoother: OneEuroFilter | None = None
+
+
+@dataclass
+class TrackerStats:
+    """Counters over a run (what summary.json reports besides timings)."""
+
+    frames: int = 0
+    frames_with_face: int = 0
+    detector_runs: int = 0
+    tiny_faces_skipped: int = 0
+    tracks_started: int = 0
+    tracks_lost: int = 0
+    reidentified: int = 0
+    track_ids: set[int] = field(default_factory=set)
+
+
+def combined_score(p_face: np.ndarray | None, confidences: Sequence[np.ndarray], weight: float) -> np.ndarray:
+    """Weighted geometric mean of p(face) and the mean landmark confidence: both must agree on a face.
+
+    Without a validator the mean confidence alone decides.
+    """
+    conf = np.array([float(np.clip(np.nanmean(c), 0.0, 1.0)) if np.isfinite(c).any() else 0.0 for c in confidences])
+    if p_face is None:
+        return conf
+    p = np.clip(np.asarray(p_face, dtype=np.float64), 0.0, 1.0)
+    return p ** (1.0 - weight) * conf ** weight
+
+
+def _side(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1]))
+
+
+class FaceTracker:
+    """The stateful loop: ``update(frame, time_s)`` -> the faces on that frame. One instance per video."""
+
+    def __init__(self, engine: LandmarkEngine, detector: FaceDetector, validator: Validator | None = None,
+                 config: TrackerConfig | None = None) -> None:
+        self.engine = engine
+        self.detector = detector
+        self.validator = validator
+        self.config = config or TrackerConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every face (a new video)."""
+        self.tracks: list[_Track] = []
+        self.identities = Identities(reid_gap=self.config.reid_gap, max_ratio=self.config.redetect_ratio)
+        self.stats = TrackerStats()
+        self.timings = {"detection": 0.0, "landmarks": 0.0}  # ms spent on the last frame
+
+    # -------------------------------------------------------------------------------------------- helpers
+
+    def _validate(self, image: np.ndarray, estimates: Sequence[FaceEstimate]) -> np.ndarray:
+        if not estimates:
+            return np.zeros(0)
+        p_face = None if self.validator is None else self.validator.score(image, [e.landmarks for e in estimates])
+        return combined_score(p_face, [e.confidences for e in estimates], self.config.confidence_weight)
+
+    def _plausible(self, estimate: FaceEstimate, width: int, height: int) -> bool:
+        """Landmarks that are finite, of a trackable size, with their centre inside the frame."""
+        if not np.isfinite(estimate.landmarks).all():
+            return False
+        box = estimate.extent
+        cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+        return _side(box) >= 0.5 * self.config.min_face and 0 <= cx < width and 0 <= cy < height
+
+    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = self.detector.detect(image)
+        boxes = np.asarray(found.boxes, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(found.scores, dtype=np.float64).reshape(-1)
+        if len(scores) != len(boxes):
+            scores = np.ones(len(boxes))
+        self.stats.detector_runs += 1
+        ok = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores = boxes[ok], scores[ok]
+        sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        tiny = sides < self.config.min_face
+        if tiny.any():
+            self.stats.tiny_faces_skipped += int(tiny.sum())
+            logger.info("skipping %d face(s) smaller than %g px", int(tiny.sum()), self.config.min_face)
+        return boxes[~tiny], scores[~tiny]
+
+    def _on_tracked_face(self, boxes: np.ndarray, tracked: list[_Track]) -> np.ndarray:
+        """Which detections are faces already tracked (overlap, or centre inside a tracked face's box)."""
+        hit = np.zeros(len(boxes), dtype=bool)
+        if not tracked or not len(boxes):
+            return hit
+        extents = np.stack([t.estimate.extent for t in tracked])
+        hit |= (box_iou(boxes, extents) >= self.config.match_iou).any(axis=1)
+        centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+        inside = ((centres[:, None, 0] >= extents[None, :, 0]) & (centres[:, None, 0] <= extents[None, :, 2])
+                  & (centres[:, None, 1] >= extents[None, :, 1]) & (centres[:, None, 1] <= extents[None, :, 3]))
+        return hit | inside.any(axis=1)
+
+    def _face(self, track: _Track, time_s: float) -> TrackedFace:
+        points = track.estimate.landmarks
+        if track.smoother is not None:
+            points = track.smoother(points, time_s)
+        from facetrack.data.transforms import box_from_landmarks
+
+        return TrackedFace(track.track_id, box_from_landmarks(points), float(track.score), points.copy(),
+                           np.asarray(track.estimate.confidences, dtype=np.float64).copy())
+
+    def _smoother(self) -> OneEuroFilter | None:
+        params = self.config.smoothing
+        return None if params is None else OneEuroFilter(**params)
+
+    # ---------------------------------------------------------------------------------------------- loop
+
+    def update(self, image: np.ndarray, time_s: float) -> list[TrackedFace]:
+        """Track every face into ``image`` (BGR uint8), detecting when needed; faces sorted by track id."""
+        cfg = self.config
+        frame = self.stats.frames
+        height, width = image.shape[:2]
+        t0 = time.perf_counter()
+
+        # 1. Track from the previous landmarks and validate (lines 11-21 of Algorithm 1).
+        kept: list[_Track] = []
+        steppable = [t for t in self.tracks if self._plausible(t.estimate, width, height)]
+        for t in self.tracks:
+            if t not in steppable:
+                self._lose(t, frame)
+        estimates = self.engine.step(image, [t.estimate for t in steppable])
+        scores = self._validate(image, estimates)
+        for track, est, score in zip(steppable, estimates, scores):
+            if score >= cfg.keep_threshold and self._plausible(est, width, height):
+                track.estimate, track.score = est, float(score)
+                kept.append(track)
+            else:
+                self._lose(track, frame)
+        kept = self._drop_duplicates(kept, frame)
+        t1 = time.perf_counter()
+
+        # 2. Detect when needed (lines 3-10), re-initialise waiting faces, start new ones.
+        self.identities.expire(frame)
+        periodic = cfg.detect_every > 0 and frame % cfg.detect_every == 0 and len(kept) < cfg.max_faces
+        detect_time = 0.0
+        if frame == 0 or not kept or self.identities.waiting() > 0 or periodic:
+            boxes, det_scores = self._detect(image)
+            detect_time = time.perf_counter() - t1
+            free = ~self._on_tracked_face(boxes, kept)
+            boxes, det_scores = boxes[free], det_scores[free]
+            reclaimed = self.identities.reclaim(boxes)  # detection index -> waiting track id
+            room = cfg.max_faces - len(kept) - self.identities.waiting()  # waiting includes the reclaimed
+            others = [j for j in range(len(boxes)) if j not in reclaimed]
+            area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            others.sort(key=lambda j: -(area[j] * max(det_scores[j], 1e-6)))
+            chosen = list(reclaimed) + others[:max(room, 0)]
+            if chosen:
+                kept += self._start(image, boxes[chosen], [reclaimed.get(j) for j in chosen], frame)
+        t2 = time.perf_counter()
+
+        self.tracks = sorted(kept, key=lambda t: t.track_id)
+        self.stats.frames += 1
+        faces = [self._face(t, time_s) for t in self.tracks]
+        if faces:
+            self.stats.frames_with_face += 1
+        self.timings = {"detection": 1000.0 * detect_time, "landmarks": 1000.0 * ((t2 - t0) - detect_time)}
+        return faces
+
+    def _start(self, image: np.ndarray, boxes: np.ndarray, old_ids: list[int | None], frame: int) -> list[_Track]:
+        estimates = self.engine.start(image, list(boxes))
+        scores = self._validate(image, estimates)
+        height, width = image.shape[:2]
+        started: list[_Track] = []
+        for est, score, old in zip(estimates, scores, old_ids):
+            if score < self.config.keep_threshold or not self._plausible(est, width, height):
+                continue  # not confirmed: a waiting face keeps waiting, a new one is ignored
+            if old is not None:
+                self.identities.forget(old)
+                self.stats.reidentified += 1
+                track_id = old
+            else:
+                track_id = self.identities.new_id()
+            self.stats.tracks_started += 1
+            self.stats.track_ids.add(track_id)
+            started.append(_Track(track_id, est, float(score), frame, self._smoother()))
+        return started
+
+    def _lose(self, track: _Track, frame: int) -> None:
+        self.stats.tracks_lost += 1
+        self.identities.lose(track.track_id, track.estimate.extent, frame)
+
+    def _drop_duplicates(self, tracks: list[_Track], frame: int) -> list[_Track]:
+        """Two tracks that converged on one face: keep the older one."""
+        if len(tracks) < 2:
+            return tracks
+        ordered = sorted(tracks, key=lambda t: (t.started, t.track_id))
+        extents = np.stack([t.estimate.extent for t in ordered])
+        iou = box_iou(extents, extents)
+        keep: list[_Track] = []
+        for i, track in enumerate(ordered):
+            if any(iou[i, ordered.index(k)] > 0.5 for k in keep):
+                self.stats.tracks_lost += 1  # merged into an older track: its id ends here
+                continue
+            keep.append(track)
+        return keep
