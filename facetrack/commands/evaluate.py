@@ -1,5 +1,9 @@
 """``facetrack evaluate``: score a PRED.json on a benchmark's ground truth and print/write the numbers with
-every setting that produced them. ``--boxes-out`` writes the ground-truth boxes for ``detect --boxes``."""
+every setting that produced them. ``--boxes-out`` writes the ground-truth boxes for ``detect --boxes``.
+
+``--video``: score tracking output folders (``landmarks.csv`` of ``facetrack track`` or per-frame ``.pts``,
+one sub-folder per video) on 300VW, Talking Face or pseudo-video ground truth (``facetrack.video_evaluation``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +11,7 @@ import sys
 
 NORMS = ("ocular", "pupil", "bbox", "diagonal", "max_side", "height")
 DATASETS = ("300w", "shared300w", "wflw", "cofw", "aflw")
+VIDEO_DATASETS = ("300vw", "tf", "pseudo")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,10 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Score PRED.json (from 'facetrack detect' or any method writing that format) on a "
         "dataset: NME, AUC and failure rate per subset, with the settings recorded.",
     )
-    p.add_argument("pred", nargs="?", metavar="PRED.json", help="prediction file (optional with --boxes-out)")
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("pred", nargs="*", metavar="PRED.json",
+                   help="prediction file (optional with --boxes-out); with --video: tracking output folders, "
+                        "each [NAME=]DIR holding DIR/<video>/landmarks.csv or DIR/<video>/[annot/]*.pts")
+    p.add_argument("--dataset", required=True, choices=DATASETS + VIDEO_DATASETS,
+                   help="image datasets score PRED.json; 300vw, tf and pseudo need --video")
     p.add_argument("--root", required=True, help="dataset folder (COFW: the folder or the .mat file)")
-    p.add_argument("--split", help="300w: common|challenge|full|train; shared300w: val (default)|train|all|SPLIT.json; wflw: test|train; default per dataset")
+    p.add_argument("--split", help="300w: common|challenge|full|train; shared300w: val (default)|train|all|SPLIT.json; wflw: test|train; 300vw (--video): S1,S2,S3 (comma-separated); default per dataset")
     p.add_argument("--norm", action="append", choices=NORMS,
                    help="normaliser (repeat for several; default per dataset, e.g. ocular for 300W)")
     p.add_argument("--threshold", type=float, help="AUC/FR threshold as a fraction (default per dataset, 300W 0.08)")
@@ -32,10 +40,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="RESULT.json", help="write the full result (settings, misses, per-face errors)")
     p.add_argument("--ced", metavar="CED.png", help="plot the CED curves of the subsets")
     p.add_argument("--boxes-out", metavar="BOXES.json", help="write ground-truth boxes for 'detect --boxes'")
+    v = p.add_argument_group("video (--video)")
+    v.add_argument("--video", action="store_true",
+                   help="score tracking output on videos: NRMSE, FHR stability, NMJ, frames lost, AUROC")
+    v.add_argument("--skip-frames", metavar="JSON", help="300VW frames to leave out ({\"401\": [722, ...]})")
+    v.add_argument("--stability", choices=("e3", "e4"), default="e3",
+                   help="FHR term shown as S in the table (default e3, FHR's sta1; both are in RESULT.json)")
+    v.add_argument("--merge", action="append", default=[], metavar="RESULT.json",
+                   help="join earlier video results (e.g. 300VW S1-S3 and TF) into one table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.video or args.dataset in VIDEO_DATASETS:
+        return run_video(args)
+    if len(args.pred) > 1:
+        print("facetrack evaluate: error: give one PRED.json (several outputs need --video)", file=sys.stderr)
+        return 2
+    args.pred = args.pred[0] if args.pred else None
     from facetrack.evaluation import (
         default_settings,
         evaluate,
@@ -85,4 +107,51 @@ def run(args: argparse.Namespace) -> int:
         plot_ced(curves, args.ced, settings.threshold, title,
                  step=settings.step, integrator=settings.integrator, inclusive=settings.inclusive)
         print(f"wrote {args.ced}")
+    return 0
+
+
+def run_video(args: argparse.Namespace) -> int:
+    """``--video``: tracking output folders against video ground truth, in 1DFormer's Table 2 layout."""
+    from facetrack.io.results import write_json
+    from facetrack.video_evaluation import (
+        VideoSettings,
+        evaluate_videos,
+        format_video_table,
+        load_video_truth,
+        merge_results,
+        method_name,
+        read_video_result,
+    )
+
+    if args.dataset not in VIDEO_DATASETS:
+        print(f"facetrack evaluate: error: --video needs --dataset {'|'.join(VIDEO_DATASETS)}", file=sys.stderr)
+        return 2
+    if not args.video:
+        print(f"facetrack evaluate: error: --dataset {args.dataset} scores tracking output: add --video",
+              file=sys.stderr)
+        return 2
+    if not args.pred:
+        print("facetrack evaluate: error: give at least one tracking output folder", file=sys.stderr)
+        return 2
+    methods: dict[str, str] = {}
+    for item in args.pred:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = method_name(item), item
+        if name in methods:
+            print(f"facetrack evaluate: error: two outputs are named {name!r}; use NAME=DIR", file=sys.stderr)
+            return 2
+        methods[name] = path
+    splits = [s for s in (args.split or "").split(",") if s] if args.dataset == "300vw" else []
+    settings = VideoSettings(args.dataset, str(args.root), splits or (["S1", "S2", "S3"] if args.dataset == "300vw"
+                                                                      else []),
+                             args.skip_frames, args.stability)
+    truth = load_video_truth(args.dataset, args.root, settings.splits, args.skip_frames)
+    result = evaluate_videos(methods, truth, settings)
+    if args.merge:
+        result = merge_results([read_video_result(path) for path in args.merge] + [result])
+    print(format_video_table(result))
+    if args.out:
+        write_json(args.out, result)
+        print(f"wrote {args.out}")
     return 0

@@ -108,6 +108,7 @@ def save_validator(net: FaceValidatorNet, path: str | Path, card: dict[str, Any]
     stem.parent.mkdir(parents=True, exist_ok=True)
     weights, card_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(weights), metadata={"arch": ARCH})
+    weights.chmod(0o644)  # safetensors writes 0600; packaged weights must be readable by every user
     full = {"arch": ARCH, "config": net.config, "input_size": INPUT_SIZE, "crop": {"scale": CROP_SCALE},
             "weights": weights.name, **card}
     card_path.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")

@@ -157,7 +157,7 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Train
         _set_dotted(path, raw, key, value, item)
         where.overrides[key] = item
     raw.setdefault("name", path.stem)
-    config = _build(TrainConfig, raw, "", where)
+    config = _build(_recipe_class(raw), raw, "", where)
     config.source = str(path)
     return config
 
@@ -166,9 +166,16 @@ def config_from_dict(data: dict[str, Any], source: str | Path = "<dict>") -> Tra
     """Rebuild a recipe from ``TrainConfig.to_dict()`` (e.g. from a model card), with the same checks."""
     data = dict(data)
     data.pop("source", None)
-    config = _build(TrainConfig, data, "", _Where(Path(source), {}))
+    config = _build(_recipe_class(data), data, "", _Where(Path(source), {}))
     config.source = str(source)
     return config
+
+
+def _recipe_class(raw: dict[str, Any]) -> type:
+    """Clip datasets (pseudo-videos, 300VW) train temporal models, whose recipes have a few more keys."""
+    from facetrack.train.temporal import TemporalTrainConfig, is_temporal_recipe
+
+    return TemporalTrainConfig if is_temporal_recipe(raw) else TrainConfig
 
 
 def _parse_override(path: Path, item: str) -> tuple[str, Any]:

@@ -31,6 +31,10 @@ def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
     Returns a summary: out dir, epochs run, best validation NME and its epoch. Refuses to start over a run
     directory that already holds a checkpoint unless resuming, so no run is overwritten by accident.
     """
+    from facetrack.train.temporal import TemporalTrainConfig, train_temporal
+
+    if isinstance(config, TemporalTrainConfig):  # clips for a temporal model: same machinery, clip data
+        return train_temporal(config, resume)
     import lightning.pytorch as pl
     import torch
     from torch.utils.data import DataLoader

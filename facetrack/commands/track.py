@@ -1,0 +1,124 @@
+"""``facetrack track SOURCE... [--out DIR] [--model NAME|PATH] [--detector NAME] [--render] [--max-faces K]
+[--detect-every N] [--format csv,jsonl,npz,pts] [--smooth]``.
+
+SOURCE: a video file, a folder of frames, a folder of videos, or a camera index. One source writes into DIR;
+several sources (or a folder of videos) write one folder per video under DIR. A video whose summary.json
+says ``completed: true`` is skipped (re-run the same command to resume a batch; ``--force`` redoes it);
+a failing video is reported and the others go on; the exit code is 1 when any failed. A camera shows a
+live window when a display exists (never with opencv-python-headless). Ctrl-C keeps what was written and
+marks the summary as stopped early.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("track", help="landmarks of every face on every frame of videos or a camera",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, frame folder, folder of videos, camera index")
+    p.add_argument("--out", type=Path, default=Path("facetrack_out"), help="output folder (default: facetrack_out)")
+    p.add_argument("--model", default=None, help="landmark weights name or path (default: the packaged default)")
+    p.add_argument("--detector", default=None, help="face detector name (default: the packaged default)")
+    p.add_argument("--validator", default="default",
+                   help="face validator weights path, 'default' (packaged) or 'none' (landmark confidences only)")
+    p.add_argument("--render", action="store_true", help="also write overlay.mp4 with the landmarks drawn")
+    p.add_argument("--max-faces", type=int, default=1, help="track at most K faces (default 1)")
+    p.add_argument("--detect-every", type=int, default=0,
+                   help="also run the detector every N frames to pick up new faces (0 = only when needed)")
+    p.add_argument("--format", default="csv", help="comma-separated extras: jsonl, npz, pts (csv is always written)")
+    p.add_argument("--smooth", action="store_true", help="one-euro smoothing of the landmarks (for live use)")
+    p.add_argument("--refine", type=int, default=1, help="re-crop passes on a fresh detection")
+    p.add_argument("--force", action="store_true", help="redo sources whose output is already complete")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def expand_sources(items: list[str]) -> tuple[list[str], bool]:
+    """Sources to track, in order, and whether they come from a batch (several, or a folder of videos).
+
+    A folder holding video files is a batch of videos; any other folder is one video made of frames.
+    Missing paths are kept so that they are reported as failures with the others.
+    """
+    found: list[str] = []
+    batch = len(items) > 1
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            if videos:
+                found.extend(str(v) for v in videos)
+                batch = True
+                continue
+        found.append(item)
+    return list(dict.fromkeys(found)), batch
+
+
+def output_folders(sources: list[str], out: Path, batch: bool) -> list[Path]:
+    """DIR for a single source; DIR/<name> per source in a batch, made unique when names repeat."""
+    if not batch:
+        return [out]
+    folders: list[Path] = []
+    used: set[str] = set()
+    for src in sources:
+        path = Path(src)
+        base = f"camera{src}" if src.isdigit() and not path.exists() else (path.stem or path.name or "source")
+        name, k = base, 2
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        folders.append(out / name)
+    return folders
+
+
+def run(args: argparse.Namespace) -> int:
+    from facetrack.api import Tracker
+    from facetrack.errors import FacetrackError
+    from facetrack.tracking.session import is_complete, parse_formats, track_to_folder
+
+    try:
+        formats = parse_formats(args.format)
+    except ValueError as exc:
+        raise FacetrackError(str(exc)) from None
+    if args.max_faces < 1 or args.detect_every < 0:
+        raise FacetrackError("--max-faces must be >= 1 and --detect-every >= 0")
+    sources, batch = expand_sources(args.sources)
+    folders = output_folders(sources, args.out, batch)
+    validator = None if args.validator.lower() == "none" else args.validator
+    tracker = Tracker(model=args.model, detector=args.detector, detect_every=args.detect_every,
+                      max_faces=args.max_faces, smoothing=True if args.smooth else None, validator=validator,
+                      refine=args.refine)
+    failed: list[tuple[str, str]] = []
+    done = skipped = 0
+    for src, folder in zip(sources, folders):
+        is_camera = src.isdigit() and not Path(src).exists()
+        if not args.force and not is_camera and is_complete(folder):
+            print(f"skip {src}: already complete in {folder}")
+            skipped += 1
+            continue
+        try:
+            summary = track_to_folder(tracker, int(src) if is_camera else src, folder, formats, render=args.render,
+                                      show=is_camera, progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print(f"interrupted on {src}: the frames processed so far are in {folder}", file=sys.stderr)
+            raise
+        except Exception as exc:  # one bad video must not stop the batch
+            failed.append((src, f"{type(exc).__name__}: {exc}" if not isinstance(exc, FacetrackError) else str(exc)))
+            print(f"FAILED {src}: {failed[-1][1]}", file=sys.stderr)
+            continue
+        done += 1
+        timing = summary["timings_ms"]
+        note = f" ({summary['reason']})" if summary.get("reason") else ""
+        fps = f"{summary['fps']:.1f}" if summary.get("fps") else "-"
+        total = f"{timing['total']:.1f}" if timing.get("total") is not None else "-"
+        print(f"{src} -> {folder}: {summary['frames_read']} frames, {summary['frames_with_face']} with a face, "
+              f"{summary['tracks']} track(s), {fps} fps ({total} ms/frame){note}")
+    if len(sources) > 1:
+        print(f"{done} tracked, {skipped} skipped (complete), {len(failed)} failed")
+    for src, message in failed:
+        print(f"  failed: {src}: {message}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,443 @@
+"""Training temporal models (1DFormer, the AOHR tracker) on clips, with ``facetrack train CONFIG``.
+
+A recipe whose ``data.dataset`` is ``pseudo300w`` or ``300vw`` is a :class:`TemporalTrainConfig`: the usual
+sections plus ``model.encoder_weights`` (a trained per-frame AOHR to start from), ``data.confidence_labels``
+(an RLE model giving 1DFormer's confidence pseudo-labels) and ``data.clips`` (clip length, crop policy,
+pseudo-video settings, the optional feature cache). Everything else -- the LightningModule's schedule and
+reductions, safetensors checkpoints, resume, ``metrics.csv`` -- is the per-frame training stack's.
+
+- ``pseudo300w``: pseudo-videos made on the fly from the *training* identities of the shared 300-W crops
+  (``load_shared300w(root, "train")``; the expression model is fitted on them only); validation on fixed
+  pseudo-videos of the held-out identities (``"val"``), never used for training.
+- ``300vw``: clips of the 300VW training videos (fine-tuning); ``data.val_fraction`` of them held out.
+- Loss (Eq. 7 of 1DFormer): L_h + lambda_c L_c for the first half of the epochs, L_h alone after. L_c needs
+  ``data.confidence_labels``; without it L_c is off for the whole run (the card says so), and the confidence
+  branches learn only through the attention they gate.
+- ``data.clips.feature_cache``: frozen-encoder training. The encoder runs once over a fixed set of clips and
+  the head trains on the stored features (minutes on a CPU). The encoder is then *not* fine-tuned, a
+  deviation from the paper's end-to-end training that the card records.
+- Validation (``val_nme`` in ``metrics.csv``): video NRMSE, i.e. inter-ocular NME of every frame in frame
+  pixels, averaged per clip and then over clips. Crops follow the training crop policy with a fixed seed
+  (from the GT of the previous frame plus noise), not the model's own predictions: closed-loop tracking is
+  measured by ``facetrack evaluate --video`` and ``benchmarks/ablation.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facetrack.errors import DataError
+from facetrack.train.config import DataSection, ModelSection, TrainConfig
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+TEMPORAL_DATASETS = ("pseudo300w", "300vw")
+
+
+# ---------------------------------------------------------------------------------------------- recipe
+
+
+@dataclass
+class TemporalModelSection(ModelSection):
+    """``model.encoder_weights``: a trained per-frame AOHR (``runs/*/best.safetensors``) whose encoder and
+    1D decoders initialise the temporal model (its architecture replaces the preset's encoder), or a trained
+    temporal model of the same architecture to continue from (e.g. fine-tuning on 300VW)."""
+
+    arch: str = "1dformer-lite-128"
+    encoder_weights: str = ""
+
+
+@dataclass
+class ClipSection:
+    """How training clips are made and cut (``facetrack.data.sequences``)."""
+
+    num_frames: int = 16
+    clips_per_still: int = 1          # pseudo300w: clips of every training still per epoch
+    clips: int = 0                    # 300vw: clips per epoch (0: one per non-overlapping window)
+    val_clips: int = 64               # fixed validation clips
+    video: dict[str, Any] = field(default_factory=dict)   # PseudoVideoConfig overrides, e.g. {size: [256, 256]}
+    policy: dict[str, Any] = field(default_factory=dict)  # TrackerCropPolicy overrides (crop_scale: data.crop_scale)
+    shape_modes: int = 0              # expression model modes (0: those explaining 98% of the variance)
+    feature_cache: str = ""           # folder: frozen-encoder training on cached features
+    cache_clips: int = 512            # training clips in the cache (the val cache holds val_clips)
+    cache_window: int = 0             # train on the first frames of cached clips only (0: all)
+
+
+@dataclass
+class TemporalDataSection(DataSection):
+    dataset: str = "pseudo300w"
+    confidence_labels: str = ""       # RLE model (name or path) for 1DFormer's L_c; empty: L_c off
+    clips: ClipSection = field(default_factory=ClipSection)
+
+
+@dataclass
+class TemporalTrainConfig(TrainConfig):
+    """A recipe for a temporal model (see the module docstring)."""
+
+    model: TemporalModelSection = field(default_factory=TemporalModelSection)
+    data: TemporalDataSection = field(default_factory=TemporalDataSection)
+
+
+def is_temporal_recipe(raw: dict[str, Any]) -> bool:
+    """Whether a raw recipe mapping trains a temporal model (``data.dataset`` is a clip dataset)."""
+    data = raw.get("data")
+    return isinstance(data, dict) and data.get("dataset") in TEMPORAL_DATASETS
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+def build_temporal_model(section: TemporalModelSection, source: str | Path = "<recipe>",
+                         freeze_encoder: bool | None = None) -> Any:
+    """The temporal model of a recipe, with the encoder and decoders of ``encoder_weights`` when given."""
+    import facetrack.models.temporal  # noqa: F401  (registers the temporal architectures)
+    from facetrack.models.aohr import AOHR
+    from facetrack.models.hub import load_model
+    from facetrack.models.registry import build_model
+    from facetrack.models.temporal.base import TemporalLandmarkModel
+
+    config = dict(section.config)
+    if freeze_encoder is not None:
+        config["freeze_encoder"] = freeze_encoder
+    encoder = start = None
+    if section.encoder_weights:
+        encoder = load_model(section.encoder_weights)
+        if isinstance(encoder, TemporalLandmarkModel):  # e.g. fine-tuning a pseudo-video model on 300VW
+            start, encoder = encoder, encoder.encoder
+        if not isinstance(encoder, AOHR):
+            raise DataError(section.encoder_weights, f"model.encoder_weights must be an AOHR or a temporal model, "
+                                                     f"got {type(encoder).__name__}")
+        config["encoder"] = {"arch": encoder.arch, **encoder.config}
+    model = build_model(section.arch, **config)
+    if not isinstance(model, TemporalLandmarkModel):
+        raise DataError(source, f"model.arch {section.arch!r} is not a temporal model (1dformer, aohr-tracker)")
+    if start is not None:
+        if start.arch != model.arch or {k: v for k, v in start.config.items() if k != "freeze_encoder"} != \
+                {k: v for k, v in model.config.items() if k != "freeze_encoder"}:
+            raise DataError(section.encoder_weights, f"holds {start.arch} {start.config}; the recipe builds "
+                                                     f"{model.arch} {model.config}")
+        model.load_state_dict(start.state_dict())
+    elif encoder is not None:
+        model.encoder.load_state_dict(encoder.state_dict())
+        model.decoder_x.load_state_dict(encoder.decoder_x.state_dict())
+        model.decoder_y.load_state_dict(encoder.decoder_y.state_dict())
+    elif model.freeze_encoder:
+        raise DataError(source, "a frozen encoder needs trained weights: set model.encoder_weights=PATH")
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def _video_config(clips: ClipSection, source: str | Path) -> Any:
+    from facetrack.data.synthetic import PseudoVideoConfig
+
+    try:
+        return PseudoVideoConfig(**{**clips.video, "num_frames": clips.num_frames})
+    except (TypeError, ValueError) as exc:
+        raise DataError(source, f"data.clips.video: {exc}") from None
+
+
+def _policy(data: TemporalDataSection, source: str | Path) -> Any:
+    from facetrack.data.sequences import TrackerCropPolicy
+
+    try:
+        return TrackerCropPolicy(**{"crop_scale": data.crop_scale, **data.clips.policy})
+    except TypeError as exc:
+        raise DataError(source, f"data.clips.policy: {exc}") from None
+
+
+def _spread(items: list[Any], count: int) -> list[Any]:
+    """``count`` items spread evenly over the list (all when count <= 0 or >= len)."""
+    if count <= 0 or count >= len(items):
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, count).round()]
+
+
+def clip_sources(data: TemporalDataSection, source: str | Path = "<recipe>") -> tuple[Any, Any, dict[str, Any]]:
+    """(train source, validation source, description) of a clip recipe."""
+    from facetrack.data.sequences import PseudoVideoSource, VideoClipSource, fit_training_shape_model
+
+    if data.dataset not in TEMPORAL_DATASETS:
+        raise DataError(source, f"data.dataset {data.dataset!r} is not a clip dataset ({', '.join(TEMPORAL_DATASETS)})")
+    if not data.root:
+        raise DataError(source, f"data.root is empty: set it to the {data.dataset} folder")
+    clips = data.clips
+    if data.dataset == "pseudo300w":
+        from facetrack.evaluation import load_shared300w
+
+        train = load_shared300w(data.root, "train")
+        val = load_shared300w(data.root, "val")
+        shape_model = fit_training_shape_model(train, clips.shape_modes or None)
+        video = _video_config(clips, source)
+        train_source = PseudoVideoSource(train, clips.num_frames, video, shape_model, clips.clips_per_still)
+        val_source = PseudoVideoSource(_spread(val, clips.val_clips), clips.num_frames, video, shape_model)
+        info = {"train_identities": "load_shared300w(root, 'train')", "train_stills": len(train),
+                "val_identities": "load_shared300w(root, 'val') (held out, never trained on)",
+                "val_clips": len(val_source), "shape_model": f"{shape_model.num_modes} modes, training faces only",
+                "video": dataclasses.asdict(video)}
+        return train_source, val_source, info
+    from facetrack.data.w300vw import load_300vw
+
+    videos = load_300vw(data.root, data.split or "train")
+    order = np.random.default_rng(data.seed).permutation(len(videos))
+    n_val = max(1, int(round(data.val_fraction * len(videos)))) if len(videos) > 1 else 0
+    val_videos = [videos[i] for i in sorted(order[:n_val])]
+    train_videos = [videos[i] for i in sorted(order[n_val:])] or videos
+    if not val_videos:
+        raise DataError(data.root, "300VW fine-tuning needs at least two videos (one is held out for validation)")
+    train_source = VideoClipSource(train_videos, clips.num_frames, clips.clips)
+    val_source = VideoClipSource(val_videos, clips.num_frames, clips.val_clips)
+    info = {"train_videos": [v.video_id for v in train_videos], "val_videos": [v.video_id for v in val_videos]}
+    return train_source, val_source, info
+
+
+def build_clip_datasets(config: TemporalTrainConfig, model: Any, rle: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """(train, val) datasets: rendered clips, or cached encoder features with ``data.clips.feature_cache``."""
+    from facetrack.data.sequences import ClipDataset, FeatureClipDataset, read_cache_meta
+
+    data = config.data
+    train_source, val_source, info = clip_sources(data, config.source)
+    policy = _policy(data, config.source)
+    if not data.clips.feature_cache:
+        return (ClipDataset(train_source, model.encode_targets, model.input_size, policy, seed=None),
+                ClipDataset(val_source, model.encode_targets, model.input_size, policy, seed=data.seed + 1), info)
+    root = Path(data.clips.feature_cache)
+    encoder_card = config.model.encoder_weights
+    for name, src, count, seed in (("train", train_source, data.clips.cache_clips, data.seed),
+                                   ("val", val_source, data.clips.val_clips, data.seed + 1)):
+        folder = root / name
+        wanted = {"encoder_weights": str(encoder_card), "dataset": data.dataset, "root": str(data.root),
+                  "num_frames": data.clips.num_frames}
+        try:
+            meta = read_cache_meta(folder)
+            stale = any(meta.get(k) != v for k, v in wanted.items()) or meta["clips"] != min(count, len(src)) \
+                or bool(meta.get("confidence_labels")) != (rle is not None)
+        except DataError:
+            meta, stale = None, True
+        if stale:
+            if meta is not None:
+                raise DataError(folder, "the feature cache was made with other settings; delete it or choose another "
+                                        "data.clips.feature_cache")
+            ds = ClipDataset(src, model.encode_targets, model.input_size, policy, seed=seed)
+            ds = _Subset(ds, min(count, len(src)))
+            log.info("feature cache: encoding %d %s clips of %d frames -> %s", len(ds), name, data.clips.num_frames,
+                     folder)
+            labels_fn = None
+            if rle is not None:
+                from facetrack.train.confidence_labels import confidence_labels
+
+                def labels_fn(crops: Tensor) -> tuple[Tensor, Tensor]:
+                    return confidence_labels(rle, crops)
+            from facetrack.data.sequences import build_feature_cache
+
+            build_feature_cache(ds, model.encoder, folder, meta={**wanted, "split": name}, labels_fn=labels_fn,
+                                progress=config.trainer.progress_bar)
+    window = data.clips.cache_window or None
+    info["feature_cache"] = str(root)
+    return (FeatureClipDataset(root / "train", model.encode_targets, window),
+            FeatureClipDataset(root / "val", model.encode_targets), info)
+
+
+class _Subset:
+    """The first ``count`` items of a clip dataset (keeps ``seed``, ``num_frames``... for the cache)."""
+
+    def __init__(self, dataset: Any, count: int) -> None:
+        self.dataset, self.count = dataset, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return self.dataset[index]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dataset, name)
+
+
+# ---------------------------------------------------------------------------------------------- module
+
+
+def _module_class() -> type:
+    """The LightningModule, built lazily so importing this file does not import Lightning."""
+    import torch
+
+    from facetrack.data.transforms import apply_affine, invert_affine
+    from facetrack.metrics.nme import nme, normaliser
+    from facetrack.train.module import LandmarkModule
+
+    class TemporalModule(LandmarkModule):
+        """``LandmarkModule`` on clips: the model's loss over (B, T, ...), Eq. 7's schedule, and video NRMSE
+        (per clip, then over clips) for validation. Batches hold ``crops`` or cached ``sx``/``sy``."""
+
+        def __init__(self, model: Any, optim: Any, max_epochs: int, rle: Any = None) -> None:
+            super().__init__(model, optim, max_epochs)
+            self.rle = rle
+            if rle is not None:
+                rle.requires_grad_(False)
+                rle.eval()
+
+        def _outputs(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+            if "sx" in batch:
+                return self.model.forward_features(batch["sx"], batch["sy"])
+            return self.model.forward_sequence(batch["crops"])
+
+        def _targets(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+            targets = dict(batch["targets"])
+            if self.rle is not None and "cx" not in targets and self.model.use_confidence_loss and "crops" in batch:
+                from facetrack.train.confidence_labels import sequence_confidence_labels
+
+                targets["cx"], targets["cy"] = sequence_confidence_labels(self.rle, batch["crops"])
+            return targets
+
+        def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+            loss = self.model.loss(self._outputs(batch), self._targets(batch))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.current_epoch}, "
+                                         f"batch {batch_idx} (lower optim.lr?)")
+            size = len(batch["targets"]["hx"])
+            self._train_sum += torch.tensor([loss.item() * size, size], dtype=torch.float64)
+            self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
+            return loss
+
+        def on_train_epoch_start(self) -> None:
+            super().on_train_epoch_start()
+            # Eq. 7: L_c only in the first half of the epochs (and only with labels).
+            self.model.set_confidence_loss(self.current_epoch < self.max_epochs / 2)
+
+        def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+            with torch.no_grad():
+                coords, _ = self.model.decode(self._outputs(batch))
+            errors = self.clip_nrmse(coords, batch)
+            self._val_sum += torch.tensor([float(errors.sum()), len(errors)], dtype=torch.float64)
+
+        def clip_nrmse(self, coords: Tensor, batch: dict[str, Any]) -> np.ndarray:
+            """Per clip: mean over frames of the inter-ocular NME in frame pixels (B,)."""
+            crop = coords.detach().float().cpu().numpy().astype(np.float64)  # (B, T, N, 2)
+            mats = batch["matrix"].cpu().numpy()
+            gt = batch["landmarks"].cpu().numpy()
+            b, t = crop.shape[:2]
+            pred = np.stack([[apply_affine(crop[i, j], invert_affine(mats[i, j])) for j in range(t)]
+                             for i in range(b)])
+            flat_gt = gt.reshape(b * t, *gt.shape[2:])
+            per_frame = nme(pred.reshape(b * t, *pred.shape[2:]), flat_gt,
+                            normaliser(flat_gt, self.model.scheme, self.nme_kind))
+            return per_frame.reshape(b, t).mean(axis=1)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            return torch.optim.Adam(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+
+    return TemporalModule
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def load_confidence_model(path: str) -> Any:
+    from facetrack.models.hub import load_model
+    from facetrack.models.rle import RLE
+
+    model = load_model(path)
+    if not isinstance(model, RLE):
+        raise DataError(path, f"data.confidence_labels must be an RLE model, got {type(model).__name__}")
+    return model
+
+
+def train_temporal(config: TemporalTrainConfig, resume: bool | None = None) -> dict[str, Any]:
+    """``facetrack train`` for a clip recipe: the steps of ``facetrack.train.run.train`` with clip data."""
+    import lightning.pytorch as pl
+    import torch
+    import yaml
+    from torch.utils.data import DataLoader
+
+    from facetrack.train.checkpoint import RunRecorder, SafetensorsCheckpointIO, read_metrics, state_paths
+    from facetrack.train.run import DATA_TERMS, _check_same_model, _limit, _saved_epoch
+
+    t = config.trainer
+    out = config.out_dir
+    last = out / "last.safetensors"
+    if resume is None:
+        resume = t.resume == "auto" and all(p.is_file() for p in state_paths(last))
+    if resume and not last.is_file():
+        raise DataError(last, "cannot resume: no checkpoint here (train without --resume first)")
+    if not resume and (last.is_file() or (out / "metrics.csv").is_file()):
+        raise DataError(out, "already holds a training run; resume it (--resume or trainer.resume=auto) "
+                             "or choose another trainer.out")
+    out.mkdir(parents=True, exist_ok=True)
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
+    pl.seed_everything(t.seed + (_saved_epoch(last) + 1 if resume else 0), workers=True, verbose=False)
+
+    cached = bool(config.data.clips.feature_cache)
+    model = build_temporal_model(config.model, config.source, freeze_encoder=True if cached else None)
+    if resume:
+        _check_same_model(last, model)
+    rle = load_confidence_model(config.data.confidence_labels) if config.data.confidence_labels else None
+    if rle is None:
+        model.set_confidence_loss(False)
+    train_set, val_set, info = build_clip_datasets(config, model, rle)
+    (out / "recipe.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    log.info("training %s on %d clips of %d frames, validating on %d -> %s", model.arch, len(train_set),
+             train_set.num_frames, len(val_set), out)
+
+    batch = config.optim.batch_size
+    on_gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
+    loader_args = {"batch_size": batch, "num_workers": t.num_workers, "pin_memory": on_gpu,
+                   "persistent_workers": False}
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > batch, **loader_args)
+    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+    module = _module_class()(model, config.optim, t.max_epochs, rle)
+
+    lc = (f"Eq. 7: L_h + {model.lambda_c} L_c for epochs < {t.max_epochs / 2:g}, L_h after; c* from RLE model "
+          f"{config.data.confidence_labels}") if rle is not None and getattr(model, "lambda_c", 0) > 0 else \
+        "L_c off (no data.confidence_labels): L_h only; confidence branches trained only through the attention"
+
+    def card() -> dict[str, Any]:
+        return {
+            "name": config.name,
+            "crop": {"scale": config.data.crop_scale, "box": "landmark_extent", "square": True,
+                     "tracking": "frame t cropped around the landmarks of frame t-1"},
+            "training": {
+                "recipe": config.to_dict(), "recipe_path": config.source,
+                "encoder_weights": config.model.encoder_weights or None,
+                "encoder": ("frozen: trained on cached encoder features (not fine-tuned; a deviation from "
+                            "the paper's end-to-end training)") if cached else
+                           ("frozen" if model.freeze_encoder else "fine-tuned end to end"),
+                "loss": lc,
+                "data": {"dataset": config.data.dataset, "root": config.data.root, **info,
+                         "train_clips": len(train_set), "val_clips": len(val_set),
+                         "clip_frames": train_set.num_frames,
+                         "terms": DATA_TERMS.get("300w" if config.data.dataset == "pseudo300w" else "",
+                                                 "300VW (Shen et al. 2015): research use only")},
+                "metric": "val_nme: video NRMSE (inter-ocular NME in frame pixels, per clip then over clips), "
+                          "crops from the previous frame's GT plus tracker noise (open loop)",
+            },
+        }
+
+    recorder = RunRecorder(out, card, t.checkpoint_every)
+    strategy = "ddp" if t.strategy == "auto" and t.devices > 1 else t.strategy
+    trainer = pl.Trainer(
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=strategy,
+        precision=t.precision, callbacks=[recorder], plugins=[SafetensorsCheckpointIO()],
+        enable_checkpointing=False, logger=False, default_root_dir=str(out),
+        limit_train_batches=_limit(t.limit_train_batches), limit_val_batches=_limit(t.limit_val_batches),
+        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar, check_val_every_n_epoch=1,
+        enable_model_summary=False, num_sanity_val_steps=0,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    rows = read_metrics(out / "metrics.csv")
+    return {"out": str(out), "epochs": len(rows), "best_val_nme": recorder.best_val_nme,
+            "best_epoch": recorder.best_epoch, "metrics": rows,
+            "final_val_nme": rows[-1]["val_nme"] if rows else math.nan}
