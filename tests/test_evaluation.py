@@ -178,7 +178,7 @@ def test_ground_truth_as_prediction_scores_zero_on_shared_300w(shared_data):
     from facetrack.evaluation import load_ground_truth
 
     root = shared_data / "300w"
-    samples = load_ground_truth("shared300w", root)["train"][:150]
+    samples = load_ground_truth("shared300w", root, "all")["all"][:150]
     pred = Prediction("gt", "ibug68", [
         ImagePrediction(str(s.image_path), 384, 384, [as_pred(s.landmarks)]) for s in samples
     ])
@@ -198,3 +198,12 @@ def test_virtual_image_names_match_exported_files_by_stem(tmp_path, rng):
     ])
     result = evaluate(pred, {"test": gt}, mat, default_settings("cofw", norm="ocular"))
     assert [f["nme"]["ocular"] for f in result["faces"]] == pytest.approx([0.0, 0.1])
+
+
+def test_shared300w_val_split_is_held_out_by_subject(shared_data):
+    root = shared_data / "300w"
+    val = load_ground_truth("shared300w", root)["val"]
+    train = load_ground_truth("shared300w", root, "train")["train"]
+    assert len(val) + len(train) == len(load_ground_truth("shared300w", root, "all")["all"])
+    assert not {s.subject for s in val} & {s.subject for s in train}
+    assert 0.08 < len(val) / (len(val) + len(train)) < 0.13

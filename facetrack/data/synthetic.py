@@ -20,7 +20,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -308,8 +308,9 @@ def make_pseudo_video(
     if shape_model is not None and cfg.expression_sd > 0 and cfg.expression_modes > 0:
         if shape_model.num_points != len(points):
             raise ValueError(f"shape model has {shape_model.num_points} points, landmarks have {len(points)}")
-        displacement = _expression_displacements(shape_model, points, times, cfg, rng_expr)
         mesh_src, triangles = _mesh(points, centre, face_size)
+        displacement = _expression_displacements(shape_model, points, times, cfg, rng_expr,
+                                                  lambda d: _fold_free_scale(mesh_src, triangles, d, base_scale))
         expression_scale = _fold_free_scale(mesh_src, triangles, displacement, base_scale)
         displacement *= expression_scale
         if expression_scale < 1.0:
@@ -446,29 +447,36 @@ def _inside_factor(shift: np.ndarray, coords: np.ndarray, lo: float, hi: float) 
     room_high = hi - coords.max(axis=1)  # and <= this
     factor = 1.0
     for s, a, b in zip(shift, room_low, room_high):
-        if s > b:
+        if s > 0 and s > b:
             factor = min(factor, max(b, 0.0) / s)
-        elif s < a:
+        elif s < 0 and s < a:
             factor = min(factor, max(-a, 0.0) / -s)
     return factor
 
 
-def _expression_displacements(model: ShapeModel, points: np.ndarray, times: np.ndarray,
-                              cfg: PseudoVideoConfig, rng: np.random.Generator) -> np.ndarray:
-    """Smoothstep between random key shapes of the model, starting at the still's own expression."""
+def _expression_displacements(model: ShapeModel, points: np.ndarray, times: np.ndarray, cfg: PseudoVideoConfig,
+                              rng: np.random.Generator, fold_free: Callable[[np.ndarray], float]) -> np.ndarray:
+    """Smoothstep between random key shapes of the model, starting at the still's own expression.
+
+    Each key shape is first shrunk towards the still's shape until the warp to it is fold-free
+    (``fold_free`` gives the factor for (1, N, 2) displacements), so one extreme key does not damp the clip.
+    """
     _, to_image = model.project(points)
+    linear = to_image[:, :2].T
     duration = times[-1] if len(times) > 1 else 0.0
     key_times = [0.0]
     while key_times[-1] <= duration:
         key_times.append(key_times[-1] + rng.uniform(*cfg.expression_period_s))
     keys = model.sample_coefficients(rng, len(key_times), cfg.expression_sd, cfg.expression_modes)
     keys[0] = 0.0
+    for k in range(1, len(keys)):
+        keys[k] *= fold_free(((keys[k] @ model.modes).reshape(1, model.num_points, 2)) @ linear)
     seg = np.clip(np.searchsorted(key_times, times, side="right") - 1, 0, len(key_times) - 2)
     u = (times - np.asarray(key_times)[seg]) / (np.asarray(key_times)[seg + 1] - np.asarray(key_times)[seg])
     u = u * u * (3 - 2 * u)
     coeffs = keys[seg] * (1 - u)[:, None] + keys[seg + 1] * u[:, None]
     model_disp = (coeffs @ model.modes).reshape(len(times), model.num_points, 2)
-    return model_disp @ to_image[:, :2].T
+    return model_disp @ linear
 
 
 def _mesh(points: np.ndarray, centre: np.ndarray, face_size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -488,17 +496,20 @@ def _signed_areas(vertices: np.ndarray, tri: np.ndarray) -> np.ndarray:
 
 
 def _fold_free_scale(mesh_src: np.ndarray, tri: np.ndarray, displacement: np.ndarray, base_scale: float) -> float:
-    """Largest of 1, 1/2, 1/4, ... that keeps every non-tiny triangle from flipping or collapsing (< 20%)."""
+    """Largest of 1, 0.8, 0.64, ... that keeps every non-tiny triangle from flipping or collapsing (< 10%).
+
+    One factor for the whole clip keeps the expression trajectory smooth; 0 after 12 tries (rigid only).
+    """
     src_area = _signed_areas(mesh_src, tri)
     checked = np.abs(src_area) * base_scale**2 >= _MIN_TRIANGLE_AREA_PX
     pad = np.zeros((displacement.shape[0], len(mesh_src) - displacement.shape[1], 2))
     full = np.concatenate([displacement, pad], axis=1)
     factor = 1.0
-    for _ in range(8):
+    for _ in range(12):
         ratio = _signed_areas(mesh_src + factor * full, tri)[:, checked] / src_area[checked]
-        if np.all(ratio > 0.2):
+        if np.all(ratio > 0.1):
             return factor
-        factor /= 2
+        factor *= 0.8
     return 0.0
 
 

@@ -20,7 +20,9 @@ Builder = TypeVar("Builder", bound=Callable[..., "LandmarkModel"])
 
 _BUILDERS: dict[str, Callable[..., LandmarkModel]] = {}
 _PRESETS: dict[str, tuple[str, dict[str, Any]]] = {}
-_BUILTIN_MODULES = ("facetrack.models.aohr", "facetrack.models.heatmap2d")
+_BUILTIN_MODULES = (
+    "facetrack.models.aohr", "facetrack.models.heatmap2d", "facetrack.models.rle", "facetrack.models.temporal",
+)
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:

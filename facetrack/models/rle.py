@@ -12,8 +12,14 @@ Design (per axis, to match 1DFormer's per-axis confidence branches c^x = f_c^x(s
 - Likelihood: the normalised residual u = (gt - mu) / sigma (one number per axis) has density
   Q(u_x) Q(u_y) G(u), Q the unit Laplace, G a 2D RealNVP that learns the residual's deviation from Q;
   -log P(gt) = log sigma_x + log sigma_y - log Q(u_x) - log Q(u_y) - log G(u) (the paper's Eq. 9, without its
-  constant normaliser). At inference the flow is dropped: P is Laplace(mu, sigma) per axis, and sigma (the
-  Laplace scale, crop px) is what the confidence labels are made of (:func:`sigma_to_confidence`).
+  constant normaliser). At inference the flow is dropped: P is a Laplace around mu per axis, and its scale is
+  what the confidence labels are made of (:func:`sigma_to_confidence`).
+- Calibration: sigma and the flow share a scale that the likelihood cannot separate (a narrower G with a larger
+  sigma gives the same P; dropping the normaliser even favours it), so sigma ranks landmarks correctly but its
+  absolute value drifts. The Laplace scale used at inference is therefore b = k * sigma, with k (per axis) the
+  maximum-likelihood factor of a Laplace with scales proportional to sigma, k = mean |u|, kept as a running
+  average over training batches (like BatchNorm statistics) in the buffer ``residual_scale`` saved with the
+  weights. With it, c* is a calibrated probability rather than a rank.
 - An optional KL term (``heatmap_weight``) on the AOHR logits against the codec's targets (the AOHR ``kl``
   loss) shapes the distribution whose expectation is mu; it makes a from-scratch model converge in a few CPU
   epochs. RLE alone (``heatmap_weight = 0``) also trains, more slowly.
@@ -149,6 +155,8 @@ class RLE(LandmarkModel):
         self.sigma_y = self._sigma_head(self.length, sigma_hidden)
         self.sigma_offset = nn.Parameter(torch.zeros(num_points, 2))
         self.flow = RealNVP(2, flow_layers, flow_hidden)
+        self.register_buffer("residual_scale", torch.ones(2))  # k of the module docstring, per axis
+        self.calibration_momentum = 0.01
         # Bin centres in crop pixels (the codec's bin <-> pixel mapping), for the expectation of each softmax.
         centres = (torch.arange(self.length, dtype=torch.float32) + 0.5) / self.codec.ratio - 0.5
         self.register_buffer("bin_pixels", centres, persistent=False)
@@ -163,9 +171,10 @@ class RLE(LandmarkModel):
     def _sigma_head(length: int, hidden: int) -> nn.Sequential:
         head = nn.Sequential(nn.LayerNorm(length), nn.Linear(length, hidden), nn.ReLU(inplace=True),
                              nn.Linear(hidden, 1))
-        # Start at sigma = F / 2 (sigmoid(0)): uncertain until the regressor has learnt anything.
+        # Start at sigma = F / 16 for every landmark (sigmoid(log(1/15)) = 1/16): the errors of a model that has
+        # just started to localise, so the residuals begin in the range where Q and G are shaped.
         nn.init.zeros_(head[-1].weight)
-        nn.init.zeros_(head[-1].bias)
+        nn.init.constant_(head[-1].bias, math.log(1 / 15))
         return head
 
     @property
@@ -184,21 +193,37 @@ class RLE(LandmarkModel):
         sigma = self.input_size * (torch.sigmoid(raw) + 1e-5)
         return {"hx": hx, "hy": hy, "coords": mu, "sigma": sigma}
 
-    def residual_nll(self, outputs: dict[str, Tensor], coords: Tensor, weight: Tensor) -> Tensor:
-        """-log P(gt) per landmark (B, N) under Q(u_x) Q(u_y) G(u) / (sigma_x sigma_y); 0 where weight is 0."""
+    @staticmethod
+    def normalised_residual(outputs: dict[str, Tensor], coords: Tensor, weight: Tensor) -> Tensor:
+        """u = (gt - mu) / sigma (B, N, 2); 0 for points without ground truth (weight 0 or NaN)."""
         mu, sigma = outputs["coords"], outputs["sigma"]
         valid = (weight > 0)[..., None] & torch.isfinite(coords)
         gt = torch.where(valid, coords.to(mu), mu.detach())  # missing points: a residual of 0, weighted out
-        u = (gt - mu) / sigma
+        return (gt - mu) / sigma
+
+    def residual_nll(self, outputs: dict[str, Tensor], coords: Tensor, weight: Tensor) -> Tensor:
+        """-log P(gt) per landmark (B, N) under Q(u_x) Q(u_y) G(u) / (sigma_x sigma_y); 0 where weight is 0."""
+        u = self.normalised_residual(outputs, coords, weight)
         neg_log_q = u.abs() + math.log(2.0)  # unit Laplace
         log_g = self.flow.log_prob(u.reshape(-1, 2)).reshape(u.shape[:-1])
-        return (sigma.log() + neg_log_q).sum(-1) - log_g
+        return (outputs["sigma"].log() + neg_log_q).sum(-1) - log_g
+
+    @torch.no_grad()
+    def update_calibration(self, u: Tensor, weight: Tensor) -> None:
+        """Move ``residual_scale`` towards this batch's mean |u| per axis (points with weight > 0)."""
+        w = (weight > 0).to(u.dtype)[..., None]
+        count = w.sum()
+        if count > 0:
+            batch_scale = (u.abs() * w).sum((0, 1)) / count
+            self.residual_scale.lerp_(batch_scale.to(self.residual_scale), self.calibration_momentum)
 
     def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
         """Residual log-likelihood summed over landmarks, mean over the batch (+ the optional KL term)."""
         mu = outputs["coords"]
         weight = batch_weight(targets, mu)
         nll = self.residual_nll(outputs, targets["coords"], weight)
+        if self.training:
+            self.update_calibration(self.normalised_residual(outputs, targets["coords"], weight), weight)
         per_point = nll
         if self.heatmap_weight > 0:
             hx, hy = outputs["hx"], outputs["hy"]
@@ -218,23 +243,28 @@ class RLE(LandmarkModel):
             targets.update(hx=encoded["hx"], hy=encoded["hy"])
         return targets
 
-    def confidences(self, sigma: Tensor, tau: float | None = None) -> Tensor:
-        """Per-axis confidences (..., 2) from sigma (..., 2); ``tau`` in crop px (default: the model's)."""
-        return sigma_to_confidence(sigma, self.tau_pixels if tau is None else tau)
+    def laplace_scale(self, outputs: dict[str, Tensor]) -> Tensor:
+        """The calibrated Laplace scale b = k * sigma (B, N, 2) in crop px (see the module docstring)."""
+        return outputs["sigma"] * self.residual_scale
+
+    def confidences(self, scale: Tensor, tau: float | None = None) -> Tensor:
+        """Per-axis confidences (..., 2) from Laplace scales b (..., 2); ``tau`` in crop px (default: the
+        model's)."""
+        return sigma_to_confidence(scale, self.tau_pixels if tau is None else tau)
 
     def decode(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """mu and the probability that both coordinates are within +-tau of it (cx * cy, independent axes)."""
-        conf = self.confidences(outputs["sigma"])
+        conf = self.confidences(self.laplace_scale(outputs))
         return outputs["coords"], conf[..., 0] * conf[..., 1]
 
     @torch.no_grad()
     def predict_sigma(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """mu (B, N, 2) and the Laplace scales sigma (B, N, 2), crop px; eval mode, no gradients."""
+        """mu (B, N, 2) and the calibrated Laplace scales b (B, N, 2), crop px; eval mode, no gradients."""
         was_training = self.training
         self.eval()
         try:
             out = self(images)
-            return out["coords"], out["sigma"]
+            return out["coords"], self.laplace_scale(out)
         finally:
             self.train(was_training)
 

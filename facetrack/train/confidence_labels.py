@@ -25,13 +25,16 @@ from facetrack.models.rle import RLE
 
 
 def _fit_size(crops: Tensor, size: int) -> Tensor:
-    """Crops of another size are resampled (antialiased) to the RLE model's input: the crop geometry must be
-    the same (same crop policy), only the resolution may differ."""
+    """Crops of another size are resampled to the RLE model's input: the crop geometry must be the same (same
+    crop policy), only the resolution may differ. Area averaging when shrinking (no aliasing), bilinear when
+    enlarging."""
     if crops.ndim != 4 or crops.shape[1] != 3 or crops.shape[2] != crops.shape[3]:
         raise ValueError(f"expected crops (B, 3, F, F), got {tuple(crops.shape)}")
     if crops.shape[-1] == size:
         return crops
-    return F.interpolate(crops, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if crops.shape[-1] > size:
+        return F.interpolate(crops, size=(size, size), mode="area")
+    return F.interpolate(crops, size=(size, size), mode="bilinear", align_corners=False)
 
 
 @torch.no_grad()

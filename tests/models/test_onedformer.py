@@ -22,6 +22,15 @@ HEAD = {"window": 4, "heads": 2, "head_dim": 3, "ffn_dim": 10, "conf_hidden": 5,
 N, L = 7, 24
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: threads only add contention on the shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make(seed: int = 0, randomize: bool = True, **options) -> OneDFormer:
     """A tiny float64 1DFormer; ``randomize`` replaces the identity init so every branch really acts."""
     torch.manual_seed(seed)
@@ -102,8 +111,8 @@ def test_outputs_at_t_do_not_depend_on_later_frames(options):
     model = make(**options)
     sx, sy = features(t=12)
     sx2, sy2 = sx.clone(), sy.clone()
-    sx2[:, 7:] += 5.0
-    sy2[:, 7:] -= 3.0
+    sx2[:, 7:] += torch.randn(N, L, dtype=torch.float64)
+    sy2[:, 7:] -= torch.randn(N, L, dtype=torch.float64)
     with torch.no_grad():
         a, b = model.forward_features(sx, sy), model.forward_features(sx2, sy2)
     torch.testing.assert_close(a["hx"][:, :7], b["hx"][:, :7], atol=1e-12, rtol=0)
@@ -137,7 +146,7 @@ def test_recurrence_carries_memory_beyond_the_window():
     w = HEAD["window"]
     sx, sy = features(t=12)
     sx2 = sx.clone()
-    sx2[:, 2] += 4.0  # frame 2 is outside the window of frame 2 + w
+    sx2[:, 2] += torch.randn(N, L, dtype=torch.float64)  # frame 2 is outside the window of frame 2 + w
     for recurrent in (True, False):
         model = make(temporal="attention", recurrent=recurrent)
         with torch.no_grad():
@@ -149,6 +158,25 @@ def test_recurrence_carries_memory_beyond_the_window():
             assert beyond > 1e-6  # s'_(t-1) remembers frame 2
         else:
             assert beyond == 0  # TE^-r: the window holds raw features only
+
+
+def test_recurrent_window_matches_eq2_written_out():
+    # Eq. 2 with the window rebuilt from stored s' every frame (no cache): checks the cache order and shift.
+    model = make(temporal="attention", intra_group=False, inter_group=False)
+    block, w = model.head.blocks["x"], HEAD["window"]
+    sx, sy = features(b=1, t=9)
+    refined: list[torch.Tensor] = []
+    with torch.no_grad():
+        for t in range(9):
+            past = range(1, min(w, t + 1))
+            tokens = torch.stack([sx[:, t]] + [refined[t - i] for i in past], dim=2)  # (B, N, w', L)
+            raw = torch.stack([sx[:, t]] + [sx[:, t - i] for i in past], dim=2)
+            keys, values = block.keys_values(tokens)
+            valid = torch.ones(1, tokens.shape[2], dtype=torch.bool)
+            refined.append(block.attend(sx[:, t], keys, values, block.confidences(raw), valid))
+        out = model.head.forward_sequence(sx, sy)
+    torch.testing.assert_close(out["ux"], torch.stack(refined, dim=1))
+    torch.testing.assert_close(out["cx"], block.confidences(sx))
 
 
 def test_clip_start_is_a_shorter_window_not_zero_padding():
@@ -207,7 +235,7 @@ def test_intra_group_mixes_within_groups_and_inter_group_across():
     others = [i for i in range(N) if i not in first]
     sx, sy = features(b=1, t=1)
     sx2 = sx.clone()
-    sx2[..., first[0], :] += 2.0
+    sx2[..., first[0], :] += torch.randn(L, dtype=torch.float64)  # not a constant: LayerNorm would erase it
     for options, far_changes in ((ABLATIONS["BL+IR"], False), (ABLATIONS["BL+IT"], True)):
         model = make(**options)
         with torch.no_grad():

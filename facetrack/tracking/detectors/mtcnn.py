@@ -250,15 +250,16 @@ class MTCNNDetector:
             ys, xs = np.nonzero(prob >= self.thresholds[0])
             if len(ys) == 0:
                 continue
+            # (the original's nms.m counts inclusive widths, hence offset=1 throughout)
             # Cell (y, x) sees the 12x12 window at (2x, 2y) of the scaled image; back to 1-based frame pixels.
             q0 = np.floor((2.0 * np.stack([xs, ys], axis=1) + 1) / scale)
             q1 = np.floor((2.0 * np.stack([xs, ys], axis=1) + 12) / scale)
             cand = np.concatenate([q0, q1, prob[ys, xs, None], reg[:, ys, xs].T], axis=1)
-            found.append(cand[nms(cand[:, :4], cand[:, 4], 0.5)])
+            found.append(cand[nms(cand[:, :4], cand[:, 4], 0.5, offset=1.0)])
         if not found:
             return np.zeros((0, 5))
         cand = np.concatenate(found, axis=0)
-        cand = cand[nms(cand[:, :4], cand[:, 4], 0.7)]
+        cand = cand[nms(cand[:, :4], cand[:, 4], 0.7, offset=1.0)]
         boxes = _regress(cand[:, :5], cand[:, 5:9], inclusive=False)
         return _square(boxes)
 
@@ -268,15 +269,14 @@ class MTCNNDetector:
         keep = prob[:, 1] > self.thresholds[1]
         boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
         reg = reg[keep]
-        pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
+        pick = nms(boxes[:, :4], boxes[:, 4], 0.7, offset=1.0)
         boxes = _regress(boxes[pick], reg[pick])
         return _square(boxes)
 
     def _stage3(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """O-Net: final scores, boxes and five points (kept above ``score_threshold`` by ``finalize``)."""
         reg, pts, prob = self._batched(self.onet, _crops(rgb, boxes, 48))
-        # Keep candidates a little below the user's threshold out of NMS's way? No: the original drops them
-        # before NMS, which decides which overlapping box survives; follow it exactly.
+        # Like the original, candidates below the threshold go before NMS (they never suppress a face).
         keep = prob[:, 1] > self.score_threshold
         boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
         reg, pts = reg[keep], pts[keep]
