@@ -40,8 +40,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "mtcnn@40": ("mtcnn", {"min_size": 40}),
     "mtcnn@80": ("mtcnn", {"min_size": 80}),
     "retinaface": ("retinaface", {}),
-    "retinaface@40": ("retinaface", {"min_size": 40}),
     "retinaface@80": ("retinaface", {"min_size": 80}),
+    "retinaface@160": ("retinaface", {"min_size": 160}),
     "dlib_hog": ("dlib_hog", {}),
     "dlib_hog@80": ("dlib_hog", {"min_size": 80}),
 }
@@ -215,7 +215,7 @@ def markdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> st
         if c:
             lines.append(f"| {key} | {c['dx']:+.3f} | {c['dy']:+.3f} | {c['side_ratio']:.3f} |")
     lines += ["", "`name@S` is the detector with `min_size=S` (MTCNN starts its pyramid at S; RetinaFace and dlib "
-              "shrink the frame so that an S-pixel face becomes their smallest reliable face: 20 and 80 px).", ""]
+              "shrink the frame so that an S-pixel face becomes their smallest reliable face: 40 and 80 px).", ""]
     return "\n".join(lines)
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# One BLAS thread: on 2 shared cores OpenBLAS' own threads make small SVDs 100x slower (measured), and
+# torch is given its threads explicitly where it matters.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import numpy as np
 import pytest
 

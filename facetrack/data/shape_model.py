@@ -66,10 +66,8 @@ def procrustes_align(shapes: np.ndarray, iterations: int = 20, tol: float = 1e-1
     """
     shapes = _check_shapes(shapes)
     mean = _normalise(shapes[0])
-    aligned = shapes.copy()
     for _ in range(iterations):
-        for i, shape in enumerate(shapes):
-            aligned[i] = _apply(shape, similarity_fit(shape, mean))
+        aligned = _align_all(shapes, mean)
         new_mean = _normalise(aligned.mean(axis=0))
         new_mean = _apply(new_mean, similarity_fit(new_mean, mean))  # keep the gauge of the first shape
         new_mean = _normalise(new_mean)
@@ -77,9 +75,22 @@ def procrustes_align(shapes: np.ndarray, iterations: int = 20, tol: float = 1e-1
         mean = new_mean
         if change < tol:
             break
-    for i, shape in enumerate(shapes):
-        aligned[i] = _apply(shape, similarity_fit(shape, mean))
-    return aligned, mean
+    return _align_all(shapes, mean), mean
+
+
+def _align_all(shapes: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Every (M, N, 2) shape similarity-fitted onto ``target`` (N, 2): ``similarity_fit`` in one batch."""
+    xs = shapes - shapes.mean(axis=1, keepdims=True)
+    mu_t = target.mean(axis=0)
+    xt = target - mu_t
+    norm = np.sum(xs * xs, axis=(1, 2))
+    if np.any(norm <= 0):
+        raise ValueError("a shape is a single point; it cannot be aligned")
+    a = np.sum(xs * xt, axis=(1, 2)) / norm
+    b = np.sum(xs[..., 0] * xt[:, 1] - xs[..., 1] * xt[:, 0], axis=1) / norm
+    x = a[:, None] * xs[..., 0] - b[:, None] * xs[..., 1]
+    y = b[:, None] * xs[..., 0] + a[:, None] * xs[..., 1]
+    return np.stack([x, y], axis=-1) + mu_t
 
 
 def _check_shapes(shapes: np.ndarray) -> np.ndarray:
@@ -178,7 +189,12 @@ class ShapeModel:
         return b, similarity_fit(self.reconstruct(b), shape)
 
     def sample_coefficients(
-        self, rng: np.random.Generator, n: int, scale_sd: float = 1.0, num_modes: int | None = None, clip_sd: float = 3.0
+        self,
+        rng: np.random.Generator,
+        n: int,
+        scale_sd: float = 1.0,
+        num_modes: int | None = None,
+        clip_sd: float = 3.0,
     ) -> np.ndarray:
         """(n, K) coefficients ~ N(0, (scale_sd * sqrt(eigenvalue))^2), clipped at ``clip_sd`` of that spread.
 

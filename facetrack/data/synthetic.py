@@ -81,7 +81,8 @@ class PseudoVideoConfig:
     def __post_init__(self) -> None:
         self.size = (int(self.size[0]), int(self.size[1]))
         if self.num_frames < 1 or self.fps <= 0 or min(self.size) < 8:
-            raise ValueError(f"need num_frames >= 1, fps > 0, size >= 8x8; got {self.num_frames}, {self.fps}, {self.size}")
+            raise ValueError(f"need num_frames >= 1, fps > 0, size >= 8x8; "
+                             f"got {self.num_frames}, {self.fps}, {self.size}")
         if not 0 < self.face_fraction <= 2:
             raise ValueError(f"face_fraction must be in (0, 2], got {self.face_fraction}")
         for name in ("rotation_deg", "log_scale", "translation", "expression_sd", "occluder_rate_hz", "motion_blur",
@@ -97,7 +98,8 @@ class PseudoVideoConfig:
         self.occluder_kinds = tuple(self.occluder_kinds)
         unknown = set(self.occluder_kinds) - set(OCCLUDER_KINDS)
         if unknown or not self.occluder_kinds:
-            raise ValueError(f"occluder_kinds must be a non-empty subset of {OCCLUDER_KINDS}, got {self.occluder_kinds}")
+            raise ValueError(f"occluder_kinds must be a non-empty subset of {OCCLUDER_KINDS}, "
+                             f"got {self.occluder_kinds}")
         if self.border not in _BORDER_MODES:
             raise ValueError(f"border must be one of {sorted(_BORDER_MODES)}, got {self.border!r}")
         if self.motion_components < 1:
@@ -213,7 +215,7 @@ class PseudoVideo:
     def _warp(self, index: int) -> np.ndarray:
         cfg = self.config
         w, h = cfg.size
-        border = _BORDER_MODES[cfg.border]
+        border = cv2.BORDER_CONSTANT  # the still was padded by the configured border when planned
         work_to_frame = _compose(self.rigid[index], _invert(self._to_work))
         image = cv2.warpAffine(self._work, work_to_frame, (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
         if self._triangles is None or self._mesh_def is None or self._mesh_src is None:
@@ -239,16 +241,17 @@ class PseudoVideo:
         fallback = np.array([[rigid_back[0, 0], rigid_back[1, 0]], [rigid_back[0, 1], rigid_back[1, 1]],
                              [rigid_back[0, 2] + rigid_back[0, 0] * x0 + rigid_back[0, 1] * y0,
                               rigid_back[1, 2] + rigid_back[1, 0] * x0 + rigid_back[1, 1] * y0]])
-        table = np.concatenate([coef, fallback[None]], axis=0).astype(np.float32)  # label K = rigid
+        # (6, K+1): columns are triangles (label K = rigid); rows c_xx, c_xy, c_yx, c_yy, c_1x, c_1y
+        table = np.ascontiguousarray(np.concatenate([coef, fallback[None]], axis=0).reshape(-1, 6).T, np.float32)
         labels = np.full((y1 - y0, x1 - x0), len(tri), np.uint16)
         fixed = np.round(dst * 16).astype(np.int32)
         for k in np.flatnonzero(ok):
             cv2.fillConvexPoly(labels, fixed[k], int(k), lineType=cv2.LINE_8, shift=4)
         xs = np.arange(x1 - x0, dtype=np.float32)[None, :]
         ys = np.arange(y1 - y0, dtype=np.float32)[:, None]
-        t = table[labels]  # (h, w, 3, 2)
-        map_x = t[..., 0, 0] * xs + t[..., 1, 0] * ys + t[..., 2, 0]
-        map_y = t[..., 0, 1] * xs + t[..., 1, 1] * ys + t[..., 2, 1]
+        c = table[:, labels]  # (6, h, w): each pixel's triangle's affine
+        map_x = c[0] * xs + c[2] * ys + c[4]
+        map_y = c[1] * xs + c[3] * ys + c[5]
         image[y0:y1, x0:x1] = cv2.remap(self._work, map_x, map_y, cv2.INTER_LINEAR, borderMode=border)
         return image
 
@@ -339,7 +342,9 @@ def make_pseudo_video(
         rx, ry = new_w / image.shape[1], new_h / image.shape[0]
         to_work = np.array([[rx, 0.0, 0.5 * rx - 0.5], [0.0, ry, 0.5 * ry - 0.5]])
 
-    occluders, occluded = _plan_occluders(cfg, frame_points, base_scale * face_size, work, _apply(np.array([lo, hi]), to_work), rng_occ)
+    face_box_work = _apply(np.array([lo, hi]), to_work)
+    occluders, occluded = _plan_occluders(cfg, frame_points, base_scale * face_size, work, face_box_work, rng_occ)
+    work, to_work = _pad_for_view(work, to_work, rigid, cfg)
     blur = _blur_vectors(frame_points, cfg.motion_blur)
     light = np.stack([_smooth_signal(rng_light, times, a, cfg.illumination_frequency_hz, cfg.motion_components)
                       for a in (cfg.gain, cfg.gamma, cfg.colour_cast, cfg.colour_cast, cfg.colour_cast)], axis=1)
@@ -598,15 +603,18 @@ def _occluder_template(kind: str, size: int, work: np.ndarray, face_box: np.ndar
         mask = _rect(xx, yy, 0, 0, r * 0.7, r * 0.7 * aspect, angle)
     elif kind in ("ellipse", "patch"):
         mask = _ellipse(xx, yy, 0, 0, r, r * rng.uniform(0.45, 1.0), angle)
-    else:  # hand: palm, four fingers and a thumb, rotated as one
+    else:  # hand: palm, four fingers and a thumb, in hand coordinates (u across, v along the fingers)
         c, s = np.cos(angle), np.sin(angle)
-        def at(u: float, v: float) -> tuple[float, float]:
-            return (u * c - v * s) * r, (u * s + v * c) * r
-        mask |= _ellipse(xx, yy, *at(0.0, 0.25), 0.42 * r, 0.5 * r, angle)
-        for k, u in enumerate((-0.3, -0.1, 0.1, 0.3)):
-            length = (0.34, 0.42, 0.4, 0.32)[k] * r
-            mask |= _ellipse(xx, yy, *at(u, -0.25 - length / r), 0.09 * r, length, angle + np.pi / 2 + 0.15 * u)
-        mask |= _ellipse(xx, yy, *at(-0.55, 0.15), 0.1 * r, 0.3 * r, angle + np.pi / 2 - 0.9)
+        unit = 0.55 * r
+
+        def part(u: float, v: float, half_width: float, half_length: float, tilt: float = 0.0) -> np.ndarray:
+            cx, cy = (u * c - v * s) * unit, (u * s + v * c) * unit
+            return _ellipse(xx, yy, cx, cy, half_width * unit, half_length * unit, angle + tilt)
+
+        mask = part(0.0, 0.45, 0.75, 0.85)
+        for u, length in zip((-0.5, -0.17, 0.17, 0.5), (0.55, 0.68, 0.65, 0.5)):
+            mask |= part(u, -0.2 - length, 0.15, length, 0.08 * u)
+        mask |= part(-0.85, 0.45, 0.17, 0.5, -0.6)
     alpha = cv2.GaussianBlur(mask.astype(np.float32), (3, 3), 0.6)
     if kind == "patch":
         texture = _patch_from(work, face_box, side, rng)
@@ -659,6 +667,30 @@ def _blur_vectors(frame_points: np.ndarray, exposure: float) -> np.ndarray:
     return np.gradient(centre, axis=0) * exposure
 
 
+def _pad_for_view(work: np.ndarray, to_work: np.ndarray, rigid: np.ndarray,
+                  cfg: PseudoVideoConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Extend the still once, by the configured border, as far as any frame looks past its edges.
+
+    Frames are then warped with a constant border, which OpenCV does several times faster than reflection.
+    """
+    if cfg.border == "constant":
+        return work, to_work
+    w, h = cfg.size
+    corners = np.array([[-1.0, -1.0], [w, -1.0], [-1.0, h], [w, h]])
+    seen = np.concatenate([_apply(corners, _invert(_compose(a, _invert(to_work)))) for a in rigid])
+    cap = 2 * max(work.shape[:2])
+    lo, hi = seen.min(axis=0), seen.max(axis=0)
+    left, top = (int(np.clip(np.ceil(-v) + 2, 0, cap)) for v in lo)
+    right = int(np.clip(np.ceil(hi[0] - (work.shape[1] - 1)) + 2, 0, cap))
+    bottom = int(np.clip(np.ceil(hi[1] - (work.shape[0] - 1)) + 2, 0, cap))
+    if left == top == right == bottom == 0:
+        return work, to_work
+    padded = cv2.copyMakeBorder(work, top, bottom, left, right, _BORDER_MODES[cfg.border])
+    shifted = to_work.copy()
+    shifted[:, 2] += (left, top)
+    return padded, shifted
+
+
 # ------------------------------------------------------------------------------------------------ render
 
 
@@ -684,7 +716,8 @@ def _composite(image: np.ndarray, alpha: np.ndarray, texture: np.ndarray, top_le
         return
     a = alpha[y0 - y:y1 - y, x0 - x:x1 - x, None]
     region = image[y0:y1, x0:x1].astype(np.float32)
-    image[y0:y1, x0:x1] = np.clip(region * (1 - a) + texture[y0 - y:y1 - y, x0 - x:x1 - x] * a + 0.5, 0, 255).astype(np.uint8)
+    blended = region * (1 - a) + texture[y0 - y:y1 - y, x0 - x:x1 - x] * a + 0.5
+    image[y0:y1, x0:x1] = np.clip(blended, 0, 255).astype(np.uint8)
 
 
 def _line_kernel(bx: float, by: float) -> np.ndarray:

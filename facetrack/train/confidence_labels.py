@@ -123,9 +123,13 @@ def evaluate_confidence(rle_model: RLE, samples: Sequence[Any], seed: int = 0, o
     """:func:`confidence_report` on annotated faces (``FaceSample``), cropped with the training crop policy and,
     with ``occlusion_prob``, one synthetic occluder from the training ``Augmenter`` (no other augmentation).
 
-    Deterministic given ``seed``; meant for held-out faces (e.g. the validation side of a run's split.json).
+    Occluders tend to land on the central face, whose points are easier than the contour, so the plain mean c*
+    of occluded vs visible points mixes landmark kinds. The paired keys compare each occluded point with
+    itself on the same crop without the occluder: ``paired_conf_clean`` / ``paired_conf_occluded`` (means) and
+    ``paired_drop_fraction`` (share of occluded points whose c* went down). Deterministic given ``seed``; meant
+    for held-out faces (e.g. the validation side of a run's split.json).
     """
-    from facetrack.data.transforms import Augmenter, box_from_landmarks
+    from facetrack.data.transforms import Augmenter, box_from_landmarks, warp
     from facetrack.schemes import get_scheme
 
     scheme = get_scheme(rle_model.scheme)
@@ -133,27 +137,42 @@ def evaluate_confidence(rle_model: RLE, samples: Sequence[Any], seed: int = 0, o
                           shift=0.0, flip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
                           blur_prob=0.0, occlusion_prob=occlusion_prob)
     rng = np.random.default_rng(seed)
-    crops, points, occluded, valid = [], [], [], []
+    crops, clean_crops, points, occluded, valid = [], [], [], [], []
     for sample in samples:
         gt = np.asarray(sample.landmarks, dtype=np.float64)
         result = augmenter(sample.load_image(), gt, box_from_landmarks(gt), scheme, rng)
         crops.append(np.ascontiguousarray(result.crop[:, :, ::-1].transpose(2, 0, 1)))
+        # Without colour jitter or blur, the augmenter's crop is this warp plus the occluder.
+        clean = warp(sample.load_image(), result.matrix, rle_model.input_size)
+        clean_crops.append(np.ascontiguousarray(clean[:, :, ::-1].transpose(2, 0, 1)))
         points.append(result.points)
         occluded.append(result.occluded)
         vis = np.ones(len(gt), bool) if sample.visible is None else np.asarray(sample.visible, bool)
         valid.append(vis & np.isfinite(result.points).all(1))
     if not crops:
         raise ValueError("evaluate_confidence needs at least one face")
-    images = torch.from_numpy(np.stack(crops)).float().div_(255.0)
-    mus, sigmas = [], []
-    for start in range(0, len(images), batch_size):
-        mu, sigma = rle_model.predict_sigma(images[start:start + batch_size])
-        mus.append(mu)
-        sigmas.append(sigma)
-    mu = torch.cat(mus).double().numpy()
-    sigma_t = torch.cat(sigmas)
-    conf = rle_model.confidences(sigma_t).double().numpy()
-    errors = np.abs(np.stack(points) - mu)
-    report = confidence_report(errors, sigma_t.double().numpy(), conf, np.stack(occluded), np.stack(valid))
+    mu, scale = _predict(rle_model, crops, batch_size)
+    conf = rle_model.confidences(scale).double().numpy()
+    errors = np.abs(np.stack(points) - mu.double().numpy())
+    occluded_arr, valid_arr = np.stack(occluded), np.stack(valid)
+    report = confidence_report(errors, scale.double().numpy(), conf, occluded_arr, valid_arr)
+    pairs = occluded_arr & valid_arr
+    if pairs.any():
+        _, clean_scale = _predict(rle_model, clean_crops, batch_size)
+        clean_conf = rle_model.confidences(clean_scale).double().numpy().mean(-1)[pairs]
+        occ_conf = conf.mean(-1)[pairs]
+        report.update(paired_conf_clean=float(clean_conf.mean()), paired_conf_occluded=float(occ_conf.mean()),
+                      paired_drop_fraction=float((occ_conf < clean_conf).mean()))
     report.update(faces=len(samples), tau_pixels=rle_model.tau_pixels, occlusion_prob=occlusion_prob)
     return report
+
+
+def _predict(rle_model: RLE, crops: Sequence[np.ndarray], batch_size: int) -> tuple[Tensor, Tensor]:
+    """mu and calibrated Laplace scales (M, N, 2) for CHW uint8 RGB crops, in chunks."""
+    images = torch.from_numpy(np.stack(crops)).float().div_(255.0)
+    mus, scales = [], []
+    for start in range(0, len(images), batch_size):
+        mu, scale = rle_model.predict_sigma(images[start:start + batch_size])
+        mus.append(mu)
+        scales.append(scale)
+    return torch.cat(mus), torch.cat(scales)

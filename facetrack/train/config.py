@@ -157,6 +157,7 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Train
         _set_dotted(path, raw, key, value, item)
         where.overrides[key] = item
     raw.setdefault("name", path.stem)
+    raw.pop("source", None)  # a run's saved recipe.yaml records where it came from; that is not a setting
     config = _build(_recipe_class(raw), raw, "", where)
     config.source = str(path)
     return config

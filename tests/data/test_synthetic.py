@@ -73,12 +73,21 @@ def dot_image(points: np.ndarray, size: int, sigma: float) -> np.ndarray:
 
 
 def dot_centroids(image: np.ndarray, guesses: np.ndarray, radius: float = 4.5) -> np.ndarray:
+    """Centroid of the upper half of each dot near its guess.
+
+    A continuous warp moves a dot's peak exactly to the image of its centre, but stretches its flanks
+    unevenly where the expression warp changes across the dot; weighting the cap near the peak keeps the
+    measurement about the mapping of the centre, not about the dot's changed shape.
+    """
     gray = image[:, :, 1].astype(np.float64)
-    yy, xx = np.mgrid[0:gray.shape[0], 0:gray.shape[1]]
+    r = int(np.ceil(radius))
     out = []
     for gx, gy in guesses:
+        x0, y0 = int(round(gx)) - r, int(round(gy)) - r
+        window = gray[y0:y0 + 2 * r + 1, x0:x0 + 2 * r + 1]
+        yy, xx = np.mgrid[y0:y0 + 2 * r + 1, x0:x0 + 2 * r + 1]
         near = (xx - gx) ** 2 + (yy - gy) ** 2 <= radius**2
-        w = gray * near
+        w = np.clip(window - 0.5 * np.max(window * near), 0, None) * near
         out.append([np.sum(w * xx) / np.sum(w), np.sum(w * yy) / np.sum(w)])
     return np.asarray(out)
 
@@ -101,7 +110,8 @@ def _moving(**overrides: object) -> PseudoVideoConfig:
 # -------------------------------------------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("unit,blur", [(1.0, 0.0), (1.0, 0.5), (2.5, 0.0)], ids=["plain", "motion-blur", "shrunk-still"])
+@pytest.mark.parametrize("unit,blur", [(1.0, 0.0), (1.0, 0.5), (2.5, 0.0)],
+                         ids=["plain", "motion-blur", "shrunk-still"])
 def test_rendered_dots_land_on_the_ground_truth(model: ShapeModel, unit: float, blur: float) -> None:
     """Pixels and landmarks go through the same mapping: dots drawn at the landmarks end up at the GT."""
     size = int(400 * unit)
@@ -173,7 +183,8 @@ def test_keep_inside_keeps_the_landmarks_in_the_frame() -> None:
     points = template_face()
     still = dot_image(points, 400, 1.3)
     for seed in range(6):
-        cfg = PseudoVideoConfig(num_frames=90, size=(256, 192), translation=0.4, face_fraction=0.5)
+        cfg = PseudoVideoConfig(num_frames=90, size=(256, 192), translation=0.4, face_fraction=0.5,
+                                occluder_rate_hz=0.0)
         video = make_pseudo_video(still, points, cfg, seed=seed)
         margin = cfg.inside_margin * 192
         assert video.landmarks[..., 0].min() >= margin - 1e-6
@@ -187,21 +198,22 @@ def test_occlusion_mask_matches_the_pixels() -> None:
     """On a black still, a landmark is flagged occluded exactly where an occluder covers its pixel."""
     points = template_face()
     still = np.zeros((400, 400, 3), np.uint8)
-    cfg = PseudoVideoConfig(num_frames=60, size=(200, 200), occluder_rate_hz=4.0, motion_blur=0.0, gain=0.0,
+    cfg = PseudoVideoConfig(num_frames=60, size=(200, 200), occluder_rate_hz=1.5, motion_blur=0.0, gain=0.0,
                             gamma=0.0, colour_cast=0.0, noise_sd=0.0, occluder_kinds=("rectangle", "ellipse", "hand"))
     video = make_pseudo_video(still, points, cfg, seed=2)
     assert video.occluded.any() and not video.occluded.all()
     assert (~video.occluded.any(axis=1)).any()  # occluders come and go
     for frame in video:
-        lit = frame.image.sum(axis=2) > 0
-        h, w = lit.shape
+        value = frame.image.astype(float).sum(axis=2)
+        h, w = value.shape
         for (x, y), occ in zip(np.round(frame.landmarks).astype(int), frame.occluded):
             if not (0 <= x < w and 0 <= y < h):
                 continue
-            if occ:
-                assert lit[y, x]
-            elif lit[y, x]:  # partially covered: only on an occluder's anti-aliased edge
-                assert not lit[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].all()
+            full = value[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].max()  # a fully covered pixel nearby
+            if occ:  # covered at least half
+                assert value[y, x] > 0 and value[y, x] >= 0.4 * full
+            else:  # uncovered, or on an occluder's anti-aliased edge
+                assert value[y, x] == 0 or value[y, x] <= 0.6 * full
 
 
 def test_illumination_and_noise_vary_over_time() -> None:
@@ -223,6 +235,24 @@ def test_static_config_is_a_still_copy() -> None:
     video = make_pseudo_video(still, points, PseudoVideoConfig.static(num_frames=4, size=(200, 200)), seed=0)
     np.testing.assert_allclose(video.landmarks, np.broadcast_to(video.landmarks[0], video.landmarks.shape))
     np.testing.assert_array_equal(video.frame(0).image, video.frame(3).image)
+
+
+@pytest.mark.parametrize("border,flag", [("reflect", cv2.BORDER_REFLECT_101), ("replicate", cv2.BORDER_REPLICATE)])
+def test_frames_past_the_still_use_the_configured_border(border: str, flag: int) -> None:
+    """The still is padded once when planned; frames equal a direct warp with OpenCV's border mode."""
+    rng = np.random.default_rng(0)
+    still = cv2.GaussianBlur(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), (0, 0), 2)
+    points = template_face((80.0, 60.0), 0.2)
+    cfg = PseudoVideoConfig(num_frames=6, size=(200, 150), face_fraction=0.3, occluder_rate_hz=0.0,
+                            motion_blur=0.0, gain=0.0, gamma=0.0, colour_cast=0.0, noise_sd=0.0, border=border)
+    video = make_pseudo_video(still, points, cfg, seed=1)
+    back = cv2.invertAffineTransform(video.rigid[0])
+    seen = np.array([[0, 0], [199, 149]]) @ back[:, :2].T + back[:, 2]
+    assert seen[0, 0] < -5 and seen[1, 0] > 165  # the frame shows well past the still's edges
+    for i in (0, 5):
+        direct = cv2.warpAffine(still, video.rigid[i], (200, 150), flags=cv2.INTER_LINEAR, borderMode=flag)
+        diff = np.abs(video.frame(i).image.astype(int) - direct)
+        assert diff.max() <= 1  # the same sampling up to rounding
 
 
 def test_write_clip_reads_back_as_300vw(tmp_path: Path, model: ShapeModel) -> None:

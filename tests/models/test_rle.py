@@ -128,9 +128,9 @@ def test_overfits_a_tiny_batch(rng, heatmap_weight, one_thread):
         errors.append((outputs["coords"] - targets["coords"]).abs().mean().item())
     assert losses[-1] < losses[0] - 10  # nats summed over 5 points
     assert errors[-1] < 0.5 * errors[0]
-    # The calibration follows the mean |u| of the training batches.
+    # The calibration (starting at 1) moves towards the mean |u| of the training batches.
     u = model.normalised_residual(outputs, targets["coords"], targets["weight"]).abs().mean((0, 1))
-    assert torch.allclose(model.residual_scale, u, rtol=0.5) and not torch.allclose(model.residual_scale, torch.ones(2))
+    assert torch.all(u < 0.5) and torch.all((model.residual_scale < 0.9) & (model.residual_scale > u))
 
 
 # ------------------------------------------------------------------------------------ sigma -> confidence

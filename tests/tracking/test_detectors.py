@@ -24,17 +24,18 @@ from facetrack.tracking.detectors.base import finalize, pyramid_scale
 
 AVAILABLE = [name for name, reason in list_detectors().items() if reason is None]
 CANVAS = (360, 480)  # height, width
-OFFSET = np.array([250.0, 90.0])  # where the pasted face region's top-left corner lands
+OFFSET = np.array([200.0, 80.0])  # where the pasted face region's top-left corner lands
 FACE_SCALE = 0.75
 
 _cache: dict[str, FaceDetector] = {}
 
 
-def detector(name: str) -> FaceDetector:
-    """One instance per detector for the whole module (building MTCNN reads weights)."""
-    if name not in _cache:
-        _cache[name] = build_detector(name)
-    return _cache[name]
+def detector(name: str, min_size: float | None = None) -> FaceDetector:
+    """One instance per detector and size for the whole module (building MTCNN reads weights)."""
+    key = f"{name}@{min_size}"
+    if key not in _cache:
+        _cache[key] = build_detector(name) if min_size is None else build_detector(name, min_size=min_size)
+    return _cache[key]
 
 
 @pytest.fixture
@@ -99,9 +100,9 @@ def test_finalize_thresholds_filters_small_faces_and_sorts() -> None:
 def test_nms_union_and_min() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [2, 2, 6, 6]], dtype=float)
     scores = np.array([0.9, 0.8, 0.7, 0.95])
-    # IoU(0, 1) = 81 / 119 > 0.5; box 3 lies inside box 0 but with IoU 0.16.
+    # IoU(0, 1) = 81 / 119 > 0.5; box 3 lies inside boxes 0 and 1 with IoU 0.16 and 0.16.
     assert nms(boxes, scores, 0.5).tolist() == [3, 0, 2]
-    assert nms(boxes, scores, 0.5, mode="min").tolist() == [3, 1, 2]  # 3 is inside 0: min-overlap 1
+    assert nms(boxes, scores, 0.5, mode="min").tolist() == [3, 2]  # 3 lies inside 0 and 1: min-overlap 1
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
     with pytest.raises(ValueError, match="mode"):
         nms(boxes, scores, 0.5, mode="max")
@@ -137,10 +138,14 @@ def test_conforms_to_the_interface_and_finds_nothing_on_a_blank_frame(name: str)
 
 
 @pytest.mark.shared_data
+@pytest.mark.parametrize("min_size", [None, 100.0])
 @pytest.mark.parametrize("name", AVAILABLE)
-def test_box_covers_a_pasted_face_in_frame_pixels(name: str, pasted: tuple[np.ndarray, np.ndarray]) -> None:
+def test_box_covers_a_pasted_face_in_frame_pixels(name: str, min_size: float | None,
+                                                  pasted: tuple[np.ndarray, np.ndarray]) -> None:
+    """Default size, and min_size=100 (the face is ~145 px): detectors then run on a shrunk frame (RetinaFace
+    at 0.2x, dlib at 0.8x, MTCNN's pyramid from 0.12x) and must still answer in the frame's pixels."""
     canvas, points = pasted
-    found = detector(name).detect(canvas)
+    found = detector(name, min_size).detect(canvas)
     assert len(found) >= 1
     assert np.all(np.diff(found.scores) <= 0)
     box = found.boxes[0]

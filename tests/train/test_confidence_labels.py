@@ -121,9 +121,15 @@ def test_evaluate_confidence_on_annotated_faces(w300_root):
     assert report["tau_pixels"] == pytest.approx(0.64)
     for key in ("spearman_axis", "spearman_point", "mean_conf_visible", "mean_conf_occluded", "median_sigma"):
         assert np.isfinite(report[key]), key
+    assert 0 <= report["paired_drop_fraction"] <= 1 and 0 <= report["paired_conf_clean"] <= 1
     assert report == evaluate_confidence(model, samples, seed=0, occlusion_prob=1.0)  # deterministic
     clean = evaluate_confidence(model, samples, seed=0, occlusion_prob=0.0)
     assert clean["occluded_points"] == 0 and np.isnan(clean["mean_conf_occluded"])
+    assert "paired_conf_clean" not in clean
+    # The paired reference is the same crop without the occluder: the unoccluded points score as on it.
+    assert clean["mean_conf_visible"] == pytest.approx(
+        (report["mean_conf_visible"] * (report["points"] - report["occluded_points"])
+         + report["paired_conf_clean"] * report["occluded_points"]) / report["points"], rel=0.05)
 
 
 def test_shipped_recipe_builds_the_rle_model():

@@ -133,3 +133,13 @@ def test_the_expected_recipes_exist() -> None:
     names = {p.stem for p in (REPO / "configs").glob("*.yaml")}
     assert {"aohr_hg2_300w_256", "hm2d_hg2_300w_256", "aohr_lite_shared300w_128", "hm2d_lite_shared300w_128",
             "aohr_hg2_shared300w_256", "hm2d_hg2_shared300w_256"} <= names
+
+
+def test_a_runs_saved_recipe_loads_again(tmp_path: Path) -> None:
+    import yaml
+
+    recipe = yaml.safe_load((REPO / "configs" / "aohr_lite_shared300w_128.yaml").read_text())
+    recipe["source"] = "configs/aohr_lite_shared300w_128.yaml"  # what a run writes into <out>/recipe.yaml
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert load_config(path).model.arch == "aohr-lite-128"

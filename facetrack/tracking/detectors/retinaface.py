@@ -29,7 +29,9 @@ STEPS = (8, 16, 32)
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 VARIANCES = (0.1, 0.2)
 MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)  # Pytorch_Retinaface's training mean
-NATIVE_MIN_FACE = 20.0  # pixels: faces this small at the network's input are still found reliably
+# Box side (pixels at the network's input) above which faces score > 0.9: measured on a pasted 300W face,
+# score 0.999 at a 70-px box, 0.95 at 44 px, 0.26 at 35 px. Used only to choose the shrink factor.
+NATIVE_MIN_FACE = 40.0
 
 
 @lru_cache(maxsize=8)
@@ -59,7 +61,7 @@ class RetinaFaceDetector:
     """RetinaFace-MobileNet0.25: boxes (tight: brows to chin), scores and five points.
 
     The frame is shrunk by ``NATIVE_MIN_FACE / min_size`` when that is below 1 (a 640x360 frame with
-    ``min_size=40`` runs at 320x180), or by the explicit ``input_scale``. ``nms_threshold`` is IoU;
+    ``min_size=80`` runs at 320x180), or by the explicit ``input_scale``. ``nms_threshold`` is IoU;
     ``num_threads`` sets onnxruntime's intra-op threads (None: its default).
     """
 
