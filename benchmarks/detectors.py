@@ -15,8 +15,9 @@ What is measured (per detector configuration):
   one (duplicates or false positives); face_noface.mov: frames 0-71 show a face (found), frames 72-168 show
   none (frames with a detection = false-positive frames, and their detection count); no_face.mp4: the same
   on all frames; multi_face.jpg (5 faces) and single_face.jpg (1): detection counts.
-- speed: median milliseconds per frame of ``detect`` over the 640x360 frames of single_face.mp4 after two
-  warm-up frames, with torch, OpenCV and onnxruntime limited to ``--threads`` threads.
+- speed: median milliseconds per frame of ``detect`` over the 72 640x360 frames of single_face.mp4, with torch,
+  OpenCV and onnxruntime limited to ``--threads`` threads; the detectors are timed in turn on each frame
+  (``--speed-rounds`` passes) so that a varying machine load hits them all alike.
 - box calibration on 300W (found faces): median offset of the detection centre from the landmark-extent
   centre and median ratio of the detection's longer side to the extent's longer side: what the tracker needs
   to turn a detector box into the crop its landmark model was trained on.
@@ -165,6 +166,22 @@ def evaluate(detector: Any, data: Path, n300w: int) -> dict[str, Any]:
     return res
 
 
+def interleaved_speed(detectors: dict[str, Any], data: Path, rounds: int) -> dict[str, dict[str, float]]:
+    """ms per frame of each detector, timed in turn on the same frames (fair under a varying machine load)."""
+    frames = read_video(data / "videos" / "single_face.mp4")
+    times: dict[str, list[float]] = {key: [] for key in detectors}
+    for det in detectors.values():  # warm-up
+        det.detect(frames[0])
+    for _ in range(rounds):
+        for frame in frames:
+            for key, det in detectors.items():
+                start = time.perf_counter()
+                det.detect(frame)
+                times[key].append(1000 * (time.perf_counter() - start))
+    return {key: {"median": statistics.median(t), "min": min(t), "shape": list(frames[0].shape[:2])}
+            for key, t in times.items()}
+
+
 def _plain(value: Any) -> Any:
     """JSON for numpy scalars."""
     return value.item() if isinstance(value, np.generic) else str(value)
@@ -226,6 +243,8 @@ def main() -> None:
     parser.add_argument("--n300w", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="cache: results per config (read and updated)")
+    parser.add_argument("--speed-rounds", type=int, default=1,
+                        help="passes over single_face.mp4 of the interleaved timing (0: keep per-config times)")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     args = parser.parse_args()
     from facetrack.tracking.detectors import list_detectors
@@ -247,6 +266,12 @@ def main() -> None:
         print(f"{key}: {json.dumps(cache[key], default=_plain)} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
         if args.json:
             args.json.write_text(json.dumps(cache, indent=1, default=_plain))
+    keys = [k for k in args.configs.split(",") if k in cache]
+    if args.speed_rounds > 0 and keys:
+        timed = interleaved_speed({k: build(*CONFIGS[k], args.threads) for k in keys}, args.data, args.speed_rounds)
+        for key in keys:
+            cache[key]["ms"] = timed[key]
+            cache[key]["ms_interleaved"] = True
     import os
 
     args.load = ", ".join(f"{v:.1f}" for v in os.getloadavg())

@@ -59,12 +59,12 @@ def resolve_engine(model: Any = None, refine: int = 1, device: str = "cpu") -> A
     """
     from facetrack.landmarker import Landmarker
     from facetrack.models.base import LandmarkModel
-    from facetrack.tracking.engine import LandmarkerEngine
+    from facetrack.tracking.temporal_engine import engine_for
 
     if model is not None and hasattr(model, "start") and hasattr(model, "step"):
         return model
     if isinstance(model, Landmarker):
-        return LandmarkerEngine(model)
+        return engine_for(model)
     if model is None:
         import facetrack.models as models
 
@@ -72,7 +72,7 @@ def resolve_engine(model: Any = None, refine: int = 1, device: str = "cpu") -> A
         if model is None:
             raise ModelError("no default landmark model is packaged yet: pass model=<weights name or path>")
     if isinstance(model, (LandmarkModel, str, Path)):
-        return LandmarkerEngine(Landmarker(model, refine=refine, device=device))
+        return engine_for(Landmarker(model, refine=refine, device=device))
     raise ModelError(f"cannot use {type(model).__name__} as a landmark model")
 
 

@@ -181,7 +181,8 @@ class MTCNNDetector:
 
     ``min_size`` (pixels) sets the first pyramid scale, so larger values are faster; ``thresholds`` are the
     P-Net and R-Net score thresholds of the original (0.6, 0.7); ``score_threshold`` is O-Net's (0.7).
-    ``batch_size`` bounds R-Net/O-Net batches (memory); ``num_threads`` sets torch's threads when given.
+    ``batch_size`` bounds R-Net/O-Net batches (memory); ``num_threads``, when given, sets torch's (process-wide)
+    thread count on each call.
     """
 
     name = "mtcnn"
