@@ -76,43 +76,39 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from facetrack.api import Detector, Face, resolve_engine
     from facetrack.data.sample import read_image
     from facetrack.errors import FacetrackError
     from facetrack.io.results import FacePrediction, ImagePrediction, Prediction, write_predictions
-    from facetrack.landmarker import Landmarker
-    from facetrack.models import DEFAULT_MODEL
 
     images = collect_images(args.inputs, args.recursive)
     if not images:
         raise FacetrackError("no images found in the inputs")
     given_boxes = read_boxes(args.boxes) if args.boxes else None
-    detector = None
-    if given_boxes is None:
-        from facetrack.tracking.detectors import DEFAULT_DETECTOR, build_detector
-
-        detector = build_detector(args.detector or DEFAULT_DETECTOR)
-    landmarker = Landmarker(args.model or DEFAULT_MODEL, refine=args.refine)
-    pred = Prediction(model=landmarker.name, scheme=landmarker.scheme)
+    if given_boxes is None:  # the face detector supplies the boxes
+        finder = Detector(model=args.model, detector=args.detector, max_faces=args.max_faces, refine=args.refine)
+        engine = finder.engine
+    else:  # ground-truth-box protocol: no face detection at all
+        engine = resolve_engine(args.model, refine=args.refine)
+    pred = Prediction(model=str(getattr(engine, "name", "")), scheme=str(engine.scheme))
     missing: list[str] = []
     for path in tqdm(images, desc="detect", unit="img"):
         image = read_image(path)
-        if given_boxes is not None:
-            if _norm(path) not in given_boxes:
-                missing.append(path)
-                boxes, scores = np.zeros((0, 4)), [None]
-            else:
-                boxes = np.asarray(given_boxes[_norm(path)], dtype=np.float64).reshape(-1, 4)
-                scores = [None] * len(boxes)
+        if given_boxes is None:
+            faces = finder(image)
         else:
-            found = detector.detect(image)
-            boxes, scores = found.boxes, [float(s) for s in found.scores]
-        if args.max_faces > 0:
-            boxes, scores = boxes[: args.max_faces], scores[: args.max_faces]
-        faces = [
-            FacePrediction(bbox=face.box, landmarks=face.landmarks, score=score, landmark_scores=face.confidences)
-            for face, score in zip(landmarker(image, boxes), scores)
-        ]
-        pred.images.append(ImagePrediction(path=path, width=image.shape[1], height=image.shape[0], faces=faces))
+            boxes = given_boxes.get(_norm(path))
+            if boxes is None:
+                missing.append(path)
+                boxes = []
+            if args.max_faces > 0:
+                boxes = boxes[: args.max_faces]
+            estimates = engine.start(image, [np.asarray(b) for b in boxes]) if boxes else []
+            faces = [Face(np.asarray(b), None, e.landmarks, e.confidences) for b, e in zip(boxes, estimates)]
+        pred.images.append(ImagePrediction(path=path, width=image.shape[1], height=image.shape[0], faces=[
+            FacePrediction(bbox=f.box, landmarks=f.landmarks, score=f.score, landmark_scores=f.confidences)
+            for f in faces
+        ]))
     write_predictions(args.out, pred)
     n_faces = sum(len(i.faces) for i in pred.images)
     print(f"wrote {args.out}: {len(pred.images)} images, {n_faces} faces")
