@@ -5,7 +5,6 @@ and the evaluation of any model go through the same geometry as training.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -13,25 +12,17 @@ import cv2
 import numpy as np
 import torch
 
-from facetrack.data.transforms import apply_affine, box_from_landmarks, crop_matrix, invert_affine, warp
+from facetrack.data.transforms import apply_affine, crop_matrix, invert_affine, warp
 from facetrack.models.base import LandmarkModel
-
-
-@dataclass(frozen=True)
-class FaceLandmarks:
-    """Landmarks of one face: (N, 2) original-image pixels, (N,) confidences in [0, 1], the box they came from."""
-
-    landmarks: np.ndarray
-    confidences: np.ndarray
-    box: np.ndarray
 
 
 class Landmarker:
     """A landmark model with its crop policy.
 
-    ``refine`` extra passes re-crop around the landmark extent of the previous pass: detector boxes are cut
-    differently from the landmark-extent boxes the models are trained on, and one re-crop removes that
-    mismatch whatever the detector (tracking does the same from frame to frame).
+    ``refine``: how many extra passes an engine makes on a fresh detection, re-cropping around the landmark
+    extent of the previous pass: detector boxes are cut differently from the landmark-extent boxes the models
+    are trained on, and one re-crop removes that mismatch whatever the detector (tracking does the same from
+    frame to frame). See ``facetrack.tracking.engine``.
     """
 
     def __init__(self, model: LandmarkModel | str | Path, crop_scale: float | None = None, refine: int = 1,
@@ -73,16 +64,6 @@ class Landmarker:
         coords_np = coords.cpu().numpy().astype(np.float64)
         points = np.stack([apply_affine(c, invert_affine(m)) for c, m in zip(coords_np, matrices)])
         return points, conf.cpu().numpy().astype(np.float64)
-
-    def __call__(self, image: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray) -> list[FaceLandmarks]:
-        """Landmarks of every box (``[x0, y0, x1, y1]`` in image pixels) of a BGR uint8 image."""
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        if len(boxes) == 0:
-            return []
-        points, conf = self.predict_boxes(image, boxes)
-        for _ in range(self.refine):
-            points, conf = self.predict_boxes(image, box_from_landmarks(points))
-        return [FaceLandmarks(p, c, b) for p, c, b in zip(points, conf, boxes)]
 
 
 def draw_landmarks(image: np.ndarray, points: np.ndarray, edges: Sequence[tuple[int, int]] = (),

@@ -5,6 +5,7 @@ import torch
 
 from facetrack.landmarker import Landmarker, draw_landmarks
 from facetrack.models.registry import build_model
+from facetrack.tracking.engine import LandmarkerEngine
 
 TINY = {"input_size": 64, "ratio": 1.0, "backbone": {"name": "lite"}, "head_channels": 16, "attn_dim": 8,
         "head_layers": 1, "head_separable": True, "head_compress": "full"}
@@ -28,12 +29,11 @@ def test_predictions_map_back_to_original_pixels():
     lm = Landmarker(model, crop_scale=1.25, refine=0)
     image = np.zeros((300, 400, 3), np.uint8)
     boxes = np.array([[100.0, 50.0, 180.0, 150.0], [10.0, 20.0, 40.0, 60.0]])
-    faces = lm(image, boxes)
-    assert len(faces) == 2
-    for face, box in zip(faces, boxes):
+    points, conf = lm.predict_boxes(image, boxes)
+    assert points.shape == (2, 68, 2) and conf.shape == (2, 68)
+    for face, box in zip(points, boxes):
         expected = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]
-        np.testing.assert_allclose(face.landmarks, np.broadcast_to(expected, (68, 2)), atol=1e-6)
-        assert face.confidences.shape == (68,)
+        np.testing.assert_allclose(face, np.broadcast_to(expected, (68, 2)), atol=1e-6)
 
 
 def test_refine_recrops_around_the_landmark_extent():
@@ -41,21 +41,20 @@ def test_refine_recrops_around_the_landmark_extent():
     rng = np.random.default_rng(0)
     crop_pts = rng.uniform(10, 54, (68, 2))
     _fixed_output(model, crop_pts)
-    lm0 = Landmarker(model, crop_scale=1.25, refine=0)
-    lm1 = Landmarker(model, crop_scale=1.25, refine=1)
+    engine0 = LandmarkerEngine(Landmarker(model, crop_scale=1.25, refine=0))
+    engine1 = LandmarkerEngine(Landmarker(model, crop_scale=1.25, refine=1))
     image = np.zeros((200, 200, 3), np.uint8)
-    box = [[50.0, 50.0, 150.0, 150.0]]
-    a, b = lm0(image, box)[0].landmarks, lm1(image, box)[0].landmarks
+    box = [np.array([50.0, 50.0, 150.0, 150.0])]
+    a, b = engine0.start(image, box)[0].landmarks, engine1.start(image, box)[0].landmarks
     assert not np.allclose(a, b)  # the second pass used a different crop
     assert np.isfinite(b).all()
 
 
-def test_no_boxes_gives_no_faces_and_crops_are_rgb_unit_range():
+def test_crops_are_rgb_unit_range():
     model = build_model("aohr", **TINY)
     lm = Landmarker(model)
     image = np.zeros((100, 100, 3), np.uint8)
     image[..., 2] = 255  # pure red in BGR
-    assert lm(image, np.zeros((0, 4))) == []
     tensor, matrices = lm.crops(image, np.array([[10.0, 10.0, 90.0, 90.0]]))
     assert tensor.shape == (1, 3, 64, 64) and matrices.shape == (1, 2, 3)
     assert float(tensor[0, 0, 32, 32]) == 1.0 and float(tensor[0, 2, 32, 32]) == 0.0  # RGB order
