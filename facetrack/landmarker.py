@@ -31,8 +31,9 @@ class Landmarker:
             from facetrack.models.hub import load_model
 
             model = load_model(model, map_location=device)
-        self.model = model.to(device).eval()
         card = getattr(model, "card", {}) or {}
+        # BatchNorm folded into the convolutions: the same outputs with fewer CPU operator calls.
+        self.model = model.to(device).eval().inference_copy()
         self.crop_scale = float(crop_scale if crop_scale is not None else card.get("crop", {}).get("scale", 1.25))
         if refine < 0:
             raise ValueError(f"refine must be >= 0, got {refine}")

@@ -189,3 +189,18 @@ def test_mtcnn_is_deterministic_and_its_pyramid_starts_at_min_size(pasted: tuple
     scales = det.scales(360, 480)
     assert scales[0] == pytest.approx(12 / det.min_size)
     assert 360 * scales[-1] >= 12 > 360 * scales[-1] * det.factor
+
+
+def test_default_prefers_retinaface_and_falls_back_to_mtcnn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import facetrack.tracking.detectors as detectors
+
+    expected = "retinaface" if list_detectors()["retinaface"] is None else "mtcnn"
+    assert detectors.DEFAULT_DETECTOR == expected
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    try:
+        assert importlib.reload(detectors).DEFAULT_DETECTOR == "mtcnn"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(detectors)

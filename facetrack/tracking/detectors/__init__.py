@@ -14,7 +14,10 @@ from facetrack.tracking.detectors.base import (
     nms,
 )
 
-DEFAULT_DETECTOR = "mtcnn"
+# Chosen by measurement (benchmarks/results/detectors.md): RetinaFace-MobileNet0.25 finds every face there
+# with no false positive and is the fastest; MTCNN (pure torch) when onnxruntime is not installed.
+PREFERENCE = ("retinaface", "mtcnn")
+DEFAULT_DETECTOR = next((name for name in PREFERENCE if list_detectors()[name] is None), PREFERENCE[-1])
 
-__all__ = ["DEFAULT_DETECTOR", "Detections", "FaceDetector", "build_detector", "check_frame", "list_detectors",
+__all__ = ["DEFAULT_DETECTOR", "PREFERENCE", "Detections", "FaceDetector", "build_detector", "check_frame", "list_detectors",
            "nms"]
