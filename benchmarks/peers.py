@@ -68,11 +68,26 @@ class Method:
 
 
 class Facetrack(Method):
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, work: Path) -> None:
         path = Path(model)
-        stamp = f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.exists() else model
-        super().__init__("facetrack", hashlib.sha1(stamp.encode()).hexdigest()[:10], True)
-        self.model = model
+        if not path.is_file():  # a registered name (e.g. the packaged aohr-68)
+            super().__init__("facetrack", hashlib.sha1(model.encode()).hexdigest()[:10], True)
+            self.model = model
+            return
+        # A weights file that a training run keeps rewriting: snapshot it (with its card) once, so that every
+        # stage scores the same weights and the key names exactly those bytes.
+        data = path.read_bytes()
+        key = hashlib.sha1(data).hexdigest()[:10]
+        super().__init__("facetrack", key, True)
+        snap = work / "facetrack" / f"model-{key}" / path.name
+        snap.parent.mkdir(parents=True, exist_ok=True)
+        if not snap.is_file():
+            card = path.with_suffix(".json")
+            if card.is_file():
+                snap.with_suffix(".json").write_bytes(card.read_bytes())
+            snap.write_bytes(data)
+        self.model = str(snap)
+        self.source = model
 
     def detect(self, images: list[str], out: Path, boxes_file: Path | None) -> float:
         """What ``facetrack detect [--boxes]`` does, with the model loaded and warmed up before the clock."""
@@ -150,7 +165,7 @@ class Peer(Method):
         return track_to_folder(video_peer, source, out)
 
 
-def build_methods(names: list[str], model: str) -> dict[str, Method]:
+def build_methods(names: list[str], model: str, work: Path) -> dict[str, Method]:
     from facetrack.peers import PeerUnavailable, build_peer, peer_status
 
     methods: dict[str, Method] = {}
@@ -160,7 +175,7 @@ def build_methods(names: list[str], model: str) -> dict[str, Method]:
             if not Path(model).exists() and "/" in model:
                 print(f"skip facetrack: model {model} not found")
                 continue
-            methods[name] = Facetrack(model)
+            methods[name] = Facetrack(model, work)
             continue
         if status.get(name):
             print(f"skip {name}: {status[name]}")
@@ -491,14 +506,31 @@ def main(argv: list[str] | None = None) -> int:
         fit_peers(root300w, status)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     stages = {s.strip() for s in args.stages.split(",") if s.strip()}
-    methods = build_methods(names, args.model)
+    methods = build_methods(names, args.model, args.work)
     store = Store(args.work, {s.strip() for s in args.force.split(",") if s.strip()})
-    notes = [f"facetrack model: `{args.model}`" + (f" (card {Path(args.model).with_suffix('.json')})"
-                                                     if Path(args.model).exists() else ""),
+    ft = methods.get("facetrack")
+    notes = [f"facetrack model: `{args.model}`" + (f", scored as the snapshot `{ft.model}` (sha1 {ft.key}...)"
+                                                     if ft is not None and ft.model != args.model else ""),
              "threads: torch and OpenCV 1 thread each, BLAS 1 thread; dlib is single-threaded; MediaPipe's "
              "TFLite/XNNPACK picks its own thread count (not settable through the legacy API). The 2 CPUs were "
              "shared with a training run, so absolute times are noisy: compare the ratios."]
     notes += [f"{n}: not run ({reason})" for n, reason in status.items() if reason and n in names]
+    if "dlib" in methods:
+        notes.append(f"dlib: {_version('dlib')} with face-recognition-models' shape_predictor_68_face_landmarks.dat, "
+                     "HOG detector at upsample 0 (faces >= ~80 px). Its 68-point model was trained on the 300-W "
+                     "training set, which holds every photograph of this `val` split (a held-out part of 300-W "
+                     "*training* photographs): dlib's still-image numbers are on images it has seen.")
+    if "mediapipe" in methods:
+        from facetrack.peers.mediapipe_peer import DEFAULT_MAP
+        from facetrack.peers.mapping import PointMap
+
+        meta = PointMap.load(DEFAULT_MAP).meta
+        notes.append(f"mediapipe: {_version('mediapipe')} legacy FaceMesh (refine_landmarks, 478 points) in a venv "
+                     "with --system-site-packages; newest `mediapipe` has no mp.solutions and no bundled face model. "
+                     f"478->68 map: k={meta.get('k') or 'all'} vertices, ridge {meta.get('ridge')}, fitted on "
+                     f"{meta.get('faces_used')} `train` faces (5-fold grouped CV NME {100 * meta.get('cv_nme', 0):.2f}%); "
+                     "the map also adapts MediaPipe's markup to the 300-W annotators' (jaw, brows), which dlib and "
+                     "facetrack learned from the same annotations.")
     for name, method in methods.items():
         print(f"== {name} (key {method.key})")
         if "stills" in stages:

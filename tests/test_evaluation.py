@@ -10,7 +10,7 @@ import pytest
 from facetrack.cli import main
 from facetrack.data.sample import FaceSample
 from facetrack.errors import DataError
-from facetrack.evaluation import default_settings, evaluate, match_faces, write_gt_boxes
+from facetrack.evaluation import default_settings, evaluate, load_ground_truth, match_faces, write_gt_boxes
 from facetrack.io.pts import write_pts
 from facetrack.io.results import FacePrediction, ImagePrediction, Prediction, write_predictions
 
