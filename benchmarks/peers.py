@@ -515,6 +515,11 @@ def main(argv: list[str] | None = None) -> int:
              "TFLite/XNNPACK picks its own thread count (not settable through the legacy API). The 2 CPUs were "
              "shared with a training run, so absolute times are noisy: compare the ratios."]
     notes += [f"{n}: not run ({reason})" for n, reason in status.items() if reason and n in names]
+    if ft is not None:
+        from facetrack.tracking.detectors import DEFAULT_DETECTOR
+
+        notes.append(f"facetrack face detector: {DEFAULT_DETECTOR} (the packaged default); tracking: `facetrack.Tracker` "
+                     "(detect on the first frame and when the track is lost, face validator on)")
     if "dlib" in methods:
         notes.append(f"dlib: {_version('dlib')} with face-recognition-models' shape_predictor_68_face_landmarks.dat, "
                      "HOG detector at upsample 0 (faces >= ~80 px). Its 68-point model was trained on the 300-W "

@@ -40,25 +40,12 @@ def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from facetrack.models.registry import build_model
-    from facetrack.train.checkpoint import RunRecorder, SafetensorsCheckpointIO, read_metrics, state_paths
+    from facetrack.train.checkpoint import RunRecorder, SafetensorsCheckpointIO, read_metrics
     from facetrack.train.dataset import build_datasets
     from facetrack.train.module import LandmarkModule
 
     t = config.trainer
-    out = config.out_dir
-    last = out / "last.safetensors"
-    if resume is None:
-        resume = t.resume == "auto" and all(p.is_file() for p in state_paths(last))
-    if resume and not last.is_file():
-        raise DataError(last, "cannot resume: no checkpoint here (train without --resume first)")
-    if not resume and (last.is_file() or (out / "metrics.csv").is_file()):
-        raise DataError(out, "already holds a training run; resume it (--resume or trainer.resume=auto) "
-                             "or choose another trainer.out")
-    out.mkdir(parents=True, exist_ok=True)
-    if t.threads > 0:
-        torch.set_num_threads(t.threads)
-    # A resumed run must not replay epoch 0's shuffles and augmentations: its seed moves with the epoch.
-    pl.seed_everything(t.seed + (_saved_epoch(last) + 1 if resume else 0), workers=True, verbose=False)
+    out, last, resume = prepare_run(config, resume)
 
     model = build_model(config.model.arch, **config.model.config)
     if resume:
@@ -121,6 +108,33 @@ def _check_same_model(checkpoint: Path, model: Any) -> None:
         raise DataError(card_path, f"the run was trained as {card['arch']} {card['config']}; the recipe now builds "
                                    f"{model.arch} {wanted}: resume with the original model settings or use "
                                    "another trainer.out")
+
+
+def prepare_run(config: Any, resume: bool | None) -> tuple[Path, Path, bool]:
+    """Check the output folder (new run or resume), create it, set threads and seeds: (out, last, resume).
+
+    A resumed run must not replay epoch 0's shuffles and augmentations, so its seed moves with the epoch.
+    """
+    import lightning.pytorch as pl
+    import torch
+
+    from facetrack.train.checkpoint import state_paths
+
+    t = config.trainer
+    out = config.out_dir
+    last = out / "last.safetensors"
+    if resume is None:
+        resume = t.resume == "auto" and all(p.is_file() for p in state_paths(last))
+    if resume and not last.is_file():
+        raise DataError(last, "cannot resume: no checkpoint here (train without --resume first)")
+    if not resume and (last.is_file() or (out / "metrics.csv").is_file()):
+        raise DataError(out, "already holds a training run; resume it (--resume or trainer.resume=auto) "
+                             "or choose another trainer.out")
+    out.mkdir(parents=True, exist_ok=True)
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
+    pl.seed_everything(t.seed + (_saved_epoch(last) + 1 if resume else 0), workers=True, verbose=False)
+    return out, last, bool(resume)
 
 
 def _saved_epoch(checkpoint: Path) -> int:

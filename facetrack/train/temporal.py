@@ -28,7 +28,8 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -99,7 +100,6 @@ def is_temporal_recipe(raw: dict[str, Any]) -> bool:
 def build_temporal_model(section: TemporalModelSection, source: str | Path = "<recipe>",
                          freeze_encoder: bool | None = None) -> Any:
     """The temporal model of a recipe, with the encoder and decoders of ``encoder_weights`` when given."""
-    import facetrack.models.temporal  # noqa: F401  (registers the temporal architectures)
     from facetrack.models.aohr import AOHR
     from facetrack.models.hub import load_model
     from facetrack.models.registry import build_model
@@ -232,12 +232,11 @@ def build_clip_datasets(config: TemporalTrainConfig, model: Any, rle: Any = None
             ds = _Subset(ds, min(count, len(src)))
             log.info("feature cache: encoding %d %s clips of %d frames -> %s", len(ds), name, data.clips.num_frames,
                      folder)
-            labels_fn = None
+            labels_fn: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
             if rle is not None:
                 from facetrack.train.confidence_labels import confidence_labels
 
-                def labels_fn(crops: Tensor) -> tuple[Tensor, Tensor]:
-                    return confidence_labels(rle, crops)
+                labels_fn = partial(confidence_labels, rle)
             from facetrack.data.sequences import build_feature_cache
 
             build_feature_cache(ds, model.encoder, folder, meta={**wanted, "split": name}, labels_fn=labels_fn,
@@ -362,23 +361,11 @@ def train_temporal(config: TemporalTrainConfig, resume: bool | None = None) -> d
     import yaml
     from torch.utils.data import DataLoader
 
-    from facetrack.train.checkpoint import RunRecorder, SafetensorsCheckpointIO, read_metrics, state_paths
-    from facetrack.train.run import DATA_TERMS, _check_same_model, _limit, _saved_epoch
+    from facetrack.train.checkpoint import RunRecorder, SafetensorsCheckpointIO, read_metrics
+    from facetrack.train.run import DATA_TERMS, _check_same_model, _limit, prepare_run
 
     t = config.trainer
-    out = config.out_dir
-    last = out / "last.safetensors"
-    if resume is None:
-        resume = t.resume == "auto" and all(p.is_file() for p in state_paths(last))
-    if resume and not last.is_file():
-        raise DataError(last, "cannot resume: no checkpoint here (train without --resume first)")
-    if not resume and (last.is_file() or (out / "metrics.csv").is_file()):
-        raise DataError(out, "already holds a training run; resume it (--resume or trainer.resume=auto) "
-                             "or choose another trainer.out")
-    out.mkdir(parents=True, exist_ok=True)
-    if t.threads > 0:
-        torch.set_num_threads(t.threads)
-    pl.seed_everything(t.seed + (_saved_epoch(last) + 1 if resume else 0), workers=True, verbose=False)
+    out, last, resume = prepare_run(config, resume)
 
     cached = bool(config.data.clips.feature_cache)
     model = build_temporal_model(config.model, config.source, freeze_encoder=True if cached else None)

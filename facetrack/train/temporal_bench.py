@@ -126,7 +126,6 @@ def run_study(settings: StudySettings, rows: dict[str, dict[str, Any]], title: s
     """Train, track and score every row (skipping finished ones); rewrite the table after each row."""
     import torch
 
-    import facetrack.models.temporal  # noqa: F401  (registers 1dformer)
     from facetrack.models.hub import load_model
     from facetrack.train.temporal import train_temporal
     from facetrack.video_evaluation import VideoSettings, evaluate_videos, load_pseudo_truth

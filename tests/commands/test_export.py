@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from facetrack.cli import main
 from facetrack.models.hub import load_model, save_model

@@ -68,7 +68,6 @@ def test_one_epoch_on_pseudo_videos_writes_safetensors_checkpoints(tmp_path, w30
                  "last.state.json", "metrics.csv", "recipe.yaml"):
         assert (out / name).is_file(), name
     no_pickles(out)
-    import facetrack.models.temporal  # noqa: F401
     from facetrack.models.hub import load_model, read_card
 
     model = load_model(out / "best.safetensors")
@@ -101,7 +100,6 @@ def test_frozen_encoder_training_on_the_feature_cache(tmp_path, w300_root):
     assert np.load(cache / "train" / "sx.npy", mmap_mode="r").shape[:2] == (4, 3)
     no_pickles(tmp_path / "run")
     no_pickles(cache)
-    import facetrack.models.temporal  # noqa: F401
 
     model = load_model(tmp_path / "run" / "last.safetensors")
     # The encoder is the saved one, untouched by training.
