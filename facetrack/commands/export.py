@@ -36,6 +36,16 @@ def _read_json(path: Path) -> Any:
         raise DataError(path, f"not valid JSON ({exc})") from None
 
 
+def _summary(value: Any, longest: int = 100) -> Any:
+    """An evaluation result without its per-face arrays (kept in the RESULT.json itself), for the card."""
+    if isinstance(value, dict):
+        return {k: _summary(v, longest) for k, v in value.items()
+                if not (isinstance(v, list) and len(v) > longest)}
+    if isinstance(value, list):
+        return [_summary(v, longest) for v in value]
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from facetrack.models.hub import WEIGHTS_DIR, load_model, read_card, save_model
 
@@ -48,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         "terms": training.get("data", {}).get("terms", "see the training data's terms"),
         "crop": trained.get("crop", {"scale": 1.25}),
         "training": training,
-        "evaluation": [_read_json(p) for p in args.eval],
+        "evaluation": [_summary(_read_json(p)) for p in args.eval],
     }
     if args.speed is not None:
         card["speed"] = _read_json(args.speed)
