@@ -35,12 +35,10 @@ def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
 
     if isinstance(config, TemporalTrainConfig):  # clips for a temporal model: same machinery, clip data
         return train_temporal(config, resume)
-    import lightning.pytorch as pl
     import torch
     from torch.utils.data import DataLoader
 
     from facetrack.models.registry import build_model
-    from facetrack.train.checkpoint import RunRecorder, SafetensorsCheckpointIO, read_metrics
     from facetrack.train.dataset import build_datasets
     from facetrack.train.module import LandmarkModule
 
@@ -79,6 +77,19 @@ def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
             },
         }
 
+    return fit(config, module, train_loader, val_loader, card, resume)
+
+
+def fit(config: Any, module: Any, train_loader: Any, val_loader: Any, card: dict[str, Any], resume: bool,
+        **trainer_options: Any) -> dict[str, Any]:
+    """Run Lightning with safetensors checkpoints (no pickled ``.ckpt``) and return the run's metrics."""
+    import lightning.pytorch as pl
+
+    from facetrack.train.checkpoint import RunRecorder, SafetensorsCheckpointIO, read_metrics
+
+
+    t = config.trainer
+    out = config.out_dir
     recorder = RunRecorder(out, card, t.checkpoint_every)
     strategy = "ddp" if t.strategy == "auto" and t.devices > 1 else t.strategy
     trainer = pl.Trainer(
@@ -87,9 +98,9 @@ def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
         enable_checkpointing=False, logger=False, default_root_dir=str(out),
         limit_train_batches=_limit(t.limit_train_batches), limit_val_batches=_limit(t.limit_val_batches),
         log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar, check_val_every_n_epoch=1,
-        enable_model_summary=False,
+        enable_model_summary=False, **trainer_options,
     )
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(out / "last.safetensors") if resume else None)
     rows = read_metrics(out / "metrics.csv")
     return {"out": str(out), "epochs": len(rows), "best_val_nme": recorder.best_val_nme,
             "best_epoch": recorder.best_epoch, "metrics": rows}

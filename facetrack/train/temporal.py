@@ -356,13 +356,11 @@ def load_confidence_model(path: str) -> Any:
 
 def train_temporal(config: TemporalTrainConfig, resume: bool | None = None) -> dict[str, Any]:
     """``facetrack train`` for a clip recipe: the steps of ``facetrack.train.run.train`` with clip data."""
-    import lightning.pytorch as pl
     import torch
     import yaml
     from torch.utils.data import DataLoader
 
-    from facetrack.train.checkpoint import RunRecorder, SafetensorsCheckpointIO, read_metrics
-    from facetrack.train.run import DATA_TERMS, _check_same_model, _limit, prepare_run
+    from facetrack.train.run import DATA_TERMS, _check_same_model, fit, prepare_run
 
     t = config.trainer
     out, last, resume = prepare_run(config, resume)
@@ -413,18 +411,6 @@ def train_temporal(config: TemporalTrainConfig, resume: bool | None = None) -> d
             },
         }
 
-    recorder = RunRecorder(out, card, t.checkpoint_every)
-    strategy = "ddp" if t.strategy == "auto" and t.devices > 1 else t.strategy
-    trainer = pl.Trainer(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=strategy,
-        precision=t.precision, callbacks=[recorder], plugins=[SafetensorsCheckpointIO()],
-        enable_checkpointing=False, logger=False, default_root_dir=str(out),
-        limit_train_batches=_limit(t.limit_train_batches), limit_val_batches=_limit(t.limit_val_batches),
-        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar, check_val_every_n_epoch=1,
-        enable_model_summary=False, num_sanity_val_steps=0,
-    )
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
-    rows = read_metrics(out / "metrics.csv")
-    return {"out": str(out), "epochs": len(rows), "best_val_nme": recorder.best_val_nme,
-            "best_epoch": recorder.best_epoch, "metrics": rows,
-            "final_val_nme": rows[-1]["val_nme"] if rows else math.nan}
+    result = fit(config, module, train_loader, val_loader, card, resume, num_sanity_val_steps=0)
+    rows = result["metrics"]
+    return {**result, "final_val_nme": rows[-1]["val_nme"] if rows else math.nan}
