@@ -135,3 +135,24 @@ def test_factory_keeps_per_frame_models_on_the_landmarker_engine(fakes):
     assert isinstance(engine_for(Landmarker(fakes.BlobModel())), LandmarkerEngine)
     with pytest.raises(TypeError, match="temporal"):
         TemporalEngine(Landmarker(fakes.BlobModel()))
+
+
+@pytest.mark.parametrize("arch", ["1dformer", "aohr-tracker"])
+def test_both_temporal_models_run_inside_the_tracker_from_weight_files(arch, fakes, tmp_path):
+    """What `facetrack track --model PATH` does with a saved temporal model: the temporal engine, per-face state."""
+    from facetrack.api import Tracker
+    from facetrack.models.hub import save_model
+
+    torch.manual_seed(0)
+    extra = {"window": 3, "heads": 2, "head_dim": 3, "ffn_dim": 8, "conf_hidden": 4, "conv_kernel": 3,
+             "inter_channels": 6} if arch == "1dformer" else {}
+    save_model(build_model(arch, encoder=ENCODER, **extra), tmp_path / "temporal")
+    # untrained weights: keep every track (the geometry and the state, not the accuracy, are under test)
+    tracker = Tracker(model=tmp_path / "temporal.safetensors", detector=fakes.BlobDetector(), validator=None,
+                      keep_threshold=0.0)
+    assert isinstance(tracker.engine, TemporalEngine)
+    path = lambda t: (150 + 2 * t, 100)  # noqa: E731
+    results = list(tracker.track(fakes.moving_video(8, SIZE, [path])))
+    assert len(results) == 8 and all(len(r.faces) == 1 for r in results)
+    assert {r.faces[0].track_id for r in results} == {0}
+    assert all(np.isfinite(r.faces[0].landmarks).all() and r.faces[0].landmarks.shape == (7, 2) for r in results)
