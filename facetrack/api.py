@@ -52,10 +52,11 @@ class Face:
     confidences: np.ndarray
 
 
-def resolve_engine(model: Any = None, refine: int = 1, device: str = "cpu") -> Any:
+def resolve_engine(model: Any = None, refine: int = 1, device: str = "cpu", default: str = "DEFAULT_MODEL") -> Any:
     """A landmark engine from an engine, a ``Landmarker``, a ``LandmarkModel``, a weights name or path.
 
-    ``None`` means ``facetrack.models.DEFAULT_MODEL`` when the package ships one.
+    ``None`` means the packaged model named by ``facetrack.models.<default>`` (``DEFAULT_MODEL`` for stills,
+    ``DEFAULT_TRACKER`` for video).
     """
     from facetrack.landmarker import Landmarker
     from facetrack.models.base import LandmarkModel
@@ -68,7 +69,7 @@ def resolve_engine(model: Any = None, refine: int = 1, device: str = "cpu") -> A
     if model is None:
         import facetrack.models as models
 
-        model = getattr(models, "DEFAULT_MODEL", None)
+        model = getattr(models, default, None)
         if model is None:
             raise ModelError("no default landmark model is packaged yet: pass model=<weights name or path>")
     if isinstance(model, (LandmarkModel, str, Path)):
@@ -152,7 +153,7 @@ class Tracker:
                  device: str = "cpu", **config: Any) -> None:
         self.config = TrackerConfig(detect_every=detect_every, max_faces=max_faces,
                                     smoothing=_smoothing_params(smoothing), **config)
-        self.engine = resolve_engine(model, refine=refine, device=device)
+        self.engine = resolve_engine(model, refine=refine, device=device, default="DEFAULT_TRACKER")
         self.detector = resolve_detector(detector)
         self.validator = resolve_validator(validator)
         self.stats = TrackerStats()

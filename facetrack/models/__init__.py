@@ -12,7 +12,9 @@ from facetrack.models.registry import build_model, list_models, register_model, 
 # The packaged per-frame model that ``detect``, ``track`` and ``demo`` use when no --model is given
 # (facetrack/weights/<name>.safetensors + .json).
 DEFAULT_MODEL = "aohr-68"
+# The packaged model ``track`` and ``demo`` (``facetrack.Tracker``) use when no --model is given.
+DEFAULT_TRACKER = "aohr-68"
 
 __all__ = [
-    "DEFAULT_MODEL", "LandmarkModel", "build_model", "list_models", "load_model", "register_model", "register_preset", "save_model",
+    "DEFAULT_MODEL", "DEFAULT_TRACKER", "LandmarkModel", "build_model", "list_models", "load_model", "register_model", "register_preset", "save_model",
 ]
