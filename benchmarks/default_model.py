@@ -6,7 +6,8 @@ Runs ``facetrack detect`` twice on the held-out split (``shared300w --split val`
 recipe trains on) — once with boxes from the ground-truth landmark extent (``--boxes``, the benchmark protocol)
 and once with the default face detector — and scores both with ``facetrack evaluate`` (inter-ocular NME,
 AUC@0.08 / FR@0.08, CED). Writes ``<out>/{gt_boxes,detector}.json`` (evaluation results, used by
-``facetrack export`` for the model card), the CED plot and a markdown summary.
+``facetrack export`` for the model card), the CED plots and a markdown summary; the boxes and prediction files
+go to ``--work`` (git-ignored ``runs/``), since they are derived from the 300-W annotations.
 """
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ from pathlib import Path
 from facetrack.cli import main as cli
 
 
-def run(model: str, root: Path, out: Path) -> dict[str, dict]:
+def run(model: str, root: Path, out: Path, work: Path) -> dict[str, dict]:
     out.mkdir(parents=True, exist_ok=True)
-    boxes = out / "val_boxes.json"
+    work.mkdir(parents=True, exist_ok=True)  # boxes and predictions derived from 300-W stay out of the repository
+    boxes = work / "val_boxes.json"
     common = ["--dataset", "shared300w", "--root", str(root), "--split", "val"]
     if cli(["evaluate", *common, "--boxes-out", str(boxes)]) != 0:
         raise SystemExit("could not write the ground-truth boxes")
     images = sorted(json.loads(boxes.read_text()))
     results = {}
     for protocol, extra in (("gt_boxes", ["--boxes", str(boxes)]), ("detector", [])):
-        pred = out / f"pred_{protocol}.json"
+        pred = work / f"pred_{protocol}.json"
         if cli(["detect", *images, "--model", model, "--out", str(pred), *extra]) != 0:
             raise SystemExit(f"detect failed ({protocol})")
         result = out / f"{protocol}.json"
@@ -41,8 +43,9 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--root", type=Path, default=Path("../shared/data/300w"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/default_model"))
+    parser.add_argument("--work", type=Path, default=Path("runs/default_model"), help="boxes and predictions")
     args = parser.parse_args()
-    results = run(args.model, args.root, args.out)
+    results = run(args.model, args.root, args.out, args.work)
     lines = [f"# Per-frame model on the held-out 300-W crops ({args.model})", "",
              f"Command: `python benchmarks/default_model.py --model {args.model} --out {args.out}`", "",
              "| boxes | faces | misses | NME % (inter-ocular) | AUC@0.08 | FR@0.08 % |", "|---|---|---|---|---|---|"]
