@@ -8,7 +8,7 @@ import sys
 
 from facetrack.errors import FacetrackError
 
-COMMANDS = ("detect", "track", "demo", "train", "evaluate", "bench", "export")
+COMMANDS = ("detect", "track", "demo", "train", "evaluate", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,13 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"facetrack.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"facetrack.commands.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"facetrack.commands.{name}").register(sub)
     return parser
 
 
