@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from facetrack.errors import ModelError
+from facetrack.landmarker import REFINE
 from facetrack.tracking.pipeline import FaceTracker, TrackedFace, TrackerConfig, TrackerStats
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Face:
     confidences: np.ndarray
 
 
-def resolve_engine(model: Any = None, refine: int = 1, device: str = "cpu", default: str = "DEFAULT_MODEL") -> Any:
+def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu", default: str = "DEFAULT_MODEL") -> Any:
     """A landmark engine from an engine, a ``Landmarker``, a ``LandmarkModel``, a weights name or path.
 
     ``None`` means the packaged model named by ``facetrack.models.<default>`` (``DEFAULT_MODEL`` for stills,
@@ -149,7 +150,7 @@ class Tracker:
     """
 
     def __init__(self, model: Any = None, detector: Any = None, detect_every: int = 0, max_faces: int = 1,
-                 smoothing: bool | dict[str, float] | None = None, validator: Any = "default", refine: int = 1,
+                 smoothing: bool | dict[str, float] | None = None, validator: Any = "default", refine: int = REFINE,
                  device: str = "cpu", **config: Any) -> None:
         self.config = TrackerConfig(detect_every=detect_every, max_faces=max_faces,
                                     smoothing=_smoothing_params(smoothing), **config)
@@ -204,7 +205,7 @@ class Detector:
     first; ``max_faces`` (0 = all) keeps the largest ones.
     """
 
-    def __init__(self, model: Any = None, detector: Any = None, max_faces: int = 0, refine: int = 1,
+    def __init__(self, model: Any = None, detector: Any = None, max_faces: int = 0, refine: int = REFINE,
                  min_face: float = 0.0, device: str = "cpu") -> None:
         self.engine = resolve_engine(model, refine=refine, device=device)
         self.detector = resolve_detector(detector)

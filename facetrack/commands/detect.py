@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="registered model name or weights path (default: the packaged default)")
     p.add_argument("--detector", default=None, help="face detector name (default: the packaged default)")
     p.add_argument("--max-faces", type=int, default=0, help="keep at most K faces per image (0 = all)")
-    p.add_argument("--refine", type=int, default=1, help="re-crop passes around the predicted landmarks")
+    p.add_argument("--refine", type=int, default=2, help="re-crop passes around the predicted landmarks (default 2)")
     p.add_argument("--recursive", action="store_true", help="also look for images in sub-folders")
     p.set_defaults(func=run)
 

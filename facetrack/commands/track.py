@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also run the detector every N frames to pick up new faces (0 = only when needed)")
     p.add_argument("--format", default="csv", help="comma-separated extras: jsonl, npz, pts (csv is always written)")
     p.add_argument("--smooth", action="store_true", help="one-euro smoothing of the landmarks (for live use)")
-    p.add_argument("--refine", type=int, default=1, help="re-crop passes on a fresh detection")
+    p.add_argument("--refine", type=int, default=2, help="re-crop passes on a fresh detection (default 2)")
     p.add_argument("--force", action="store_true", help="redo sources whose output is already complete")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
