@@ -37,3 +37,10 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def tiny_aohr_config() -> dict:
+    """A seconds-fast AOHR (64 px, L = 64, light backbone) for tests of geometry and plumbing, not accuracy."""
+    return {"input_size": 64, "ratio": 1.0, "backbone": {"name": "lite"}, "head_channels": 16, "attn_dim": 8,
+            "head_layers": 1, "head_separable": True, "head_compress": "full"}

@@ -7,8 +7,6 @@ from facetrack.landmarker import Landmarker, draw_landmarks
 from facetrack.models.registry import build_model
 from facetrack.tracking.engine import LandmarkerEngine
 
-TINY = {"input_size": 64, "ratio": 1.0, "backbone": {"name": "lite"}, "head_channels": 16, "attn_dim": 8,
-        "head_layers": 1, "head_separable": True, "head_compress": "full"}
 
 
 def _fixed_output(model, crop_points: np.ndarray):
@@ -22,8 +20,8 @@ def _fixed_output(model, crop_points: np.ndarray):
     model.predict = predict
 
 
-def test_predictions_map_back_to_original_pixels():
-    model = build_model("aohr", **TINY)
+def test_predictions_map_back_to_original_pixels(tiny_aohr_config):
+    model = build_model("aohr", **tiny_aohr_config)
     centre = (64 - 1) / 2
     _fixed_output(model, np.full((68, 2), centre))
     lm = Landmarker(model, crop_scale=1.25, refine=0)
@@ -36,8 +34,8 @@ def test_predictions_map_back_to_original_pixels():
         np.testing.assert_allclose(face, np.broadcast_to(expected, (68, 2)), atol=1e-6)
 
 
-def test_refine_recrops_around_the_landmark_extent():
-    model = build_model("aohr", **TINY)
+def test_refine_recrops_around_the_landmark_extent(tiny_aohr_config):
+    model = build_model("aohr", **tiny_aohr_config)
     rng = np.random.default_rng(0)
     crop_pts = rng.uniform(10, 54, (68, 2))
     _fixed_output(model, crop_pts)
@@ -50,8 +48,8 @@ def test_refine_recrops_around_the_landmark_extent():
     assert np.isfinite(b).all()
 
 
-def test_crops_are_rgb_unit_range():
-    model = build_model("aohr", **TINY)
+def test_crops_are_rgb_unit_range(tiny_aohr_config):
+    model = build_model("aohr", **tiny_aohr_config)
     lm = Landmarker(model)
     image = np.zeros((100, 100, 3), np.uint8)
     image[..., 2] = 255  # pure red in BGR

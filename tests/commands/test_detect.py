@@ -11,14 +11,12 @@ from facetrack.io.results import read_predictions
 from facetrack.models.hub import save_model
 from facetrack.models.registry import build_model
 
-TINY = {"input_size": 64, "ratio": 1.0, "backbone": {"name": "lite"}, "head_channels": 16, "attn_dim": 8,
-        "head_layers": 1, "head_separable": True, "head_compress": "full"}
 
 
 @pytest.fixture
-def model_path(tmp_path):
+def model_path(tmp_path, tiny_aohr_config):
     path = tmp_path / "tiny"
-    save_model(build_model("aohr", **TINY), path, {"name": "tiny-test"})
+    save_model(build_model("aohr", **tiny_aohr_config), path, {"name": "tiny-test"})
     return path.with_suffix(".safetensors")
 
 

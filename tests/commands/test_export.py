@@ -7,14 +7,12 @@ from facetrack.cli import main
 from facetrack.models.hub import load_model, save_model
 from facetrack.models.registry import build_model
 
-TINY = {"input_size": 64, "ratio": 1.0, "backbone": {"name": "lite"}, "head_channels": 16, "attn_dim": 8,
-        "head_layers": 1, "head_separable": True, "head_compress": "full"}
 
 
-def test_export_packages_weights_with_training_card_and_measurements(tmp_path):
+def test_export_packages_weights_with_training_card_and_measurements(tmp_path, tiny_aohr_config):
     run = tmp_path / "run"
     training = {"epoch": 3, "data": {"terms": "300-W: research use only"}}
-    save_model(build_model("aohr", **TINY), run / "best", {"training": training, "crop": {"scale": 1.3}})
+    save_model(build_model("aohr", **tiny_aohr_config), run / "best", {"training": training, "crop": {"scale": 1.3}})
     (tmp_path / "result.json").write_text(json.dumps({"nme": 0.05}))
     (tmp_path / "speed.json").write_text(json.dumps({"ms_per_face": 3.0}))
     rc = main(["export", str(run / "best.safetensors"), "--name", "tiny-68", "--out", str(tmp_path / "pkg"),
@@ -28,8 +26,8 @@ def test_export_packages_weights_with_training_card_and_measurements(tmp_path):
     assert model.card["name"] == "tiny-68"
 
 
-def test_export_names_a_missing_result_file(tmp_path, capsys):
-    save_model(build_model("aohr", **TINY), tmp_path / "best")
+def test_export_names_a_missing_result_file(tmp_path, capsys, tiny_aohr_config):
+    save_model(build_model("aohr", **tiny_aohr_config), tmp_path / "best")
     rc = main(["export", str(tmp_path / "best.safetensors"), "--name", "x", "--out", str(tmp_path / "pkg"),
                "--eval", str(tmp_path / "nope.json")])
     assert rc == 1 and "nope.json" in capsys.readouterr().err
