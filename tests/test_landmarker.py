@@ -8,7 +8,6 @@ from facetrack.models.registry import build_model
 from facetrack.tracking.engine import LandmarkerEngine
 
 
-
 def _fixed_output(model, crop_points: np.ndarray):
     """Make ``model.predict`` return the same crop-pixel points for every face."""
     pts = torch.as_tensor(crop_points, dtype=torch.float32)

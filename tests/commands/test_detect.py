@@ -12,7 +12,6 @@ from facetrack.models.hub import save_model
 from facetrack.models.registry import build_model
 
 
-
 @pytest.fixture
 def model_path(tmp_path, tiny_aohr_config):
     path = tmp_path / "tiny"

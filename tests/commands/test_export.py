@@ -2,11 +2,9 @@ from __future__ import annotations
 
 import json
 
-
 from facetrack.cli import main
 from facetrack.models.hub import load_model, save_model
 from facetrack.models.registry import build_model
-
 
 
 def test_export_packages_weights_with_training_card_and_measurements(tmp_path, tiny_aohr_config):
