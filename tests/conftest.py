@@ -44,3 +44,33 @@ def tiny_aohr_config() -> dict:
     """A seconds-fast AOHR (64 px, L = 64, light backbone) for tests of geometry and plumbing, not accuracy."""
     return {"input_size": 64, "ratio": 1.0, "backbone": {"name": "lite"}, "head_channels": 16, "attn_dim": 8,
             "head_layers": 1, "head_separable": True, "head_compress": "full"}
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: extra torch threads only add contention on a shared 2-core CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def overfit_losses():
+    """``overfit_losses(model, images, targets, steps=12, lr=3e-3)`` -> the Adam losses of a tiny overfit."""
+    import torch
+
+    def run(model, images, targets, steps: int = 12, lr: float = 3e-3) -> list[float]:
+        optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+        losses = []
+        for _ in range(steps):
+            optimiser.zero_grad()
+            loss = model.loss(model(images), targets)
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        return losses
+
+    return run

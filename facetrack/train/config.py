@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from facetrack.data.transforms import Augmenter
 from facetrack.errors import DataError
 
 Schedule = Literal["none", "cosine", "step"]
@@ -29,24 +30,28 @@ class ModelSection:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+# The defaults live in one place, the Augmenter; a recipe section only names them.
+_AUGMENTER = Augmenter()
+
+
 @dataclass
 class AugmentSection:
     """Training-time augmentation: the fields of ``facetrack.data.transforms.Augmenter`` (validation always
     uses the centred crop). The random crop geometry (scale range, rotation, shift) is the box jitter."""
 
     enabled: bool = True
-    scale_range: tuple[float, float] = (0.9, 1.1)   # crop scale multiplied by U(low, high)
-    rotation: float = 30.0                           # degrees, U(-r, r)
-    shift: float = 0.05                              # box centre moved by U(-s, s) x crop side per axis
-    flip_prob: float = 0.5                           # points re-ordered by the scheme's flip permutation
-    brightness: float = 0.25
-    contrast: float = 0.25
-    saturation: float = 0.25
-    hue: float = 0.05
-    blur_prob: float = 0.2
-    blur_sigma: tuple[float, float] = (0.3, 1.5)
-    occlusion_prob: float = 0.3
-    occlusion_max_area: float = 0.3
+    scale_range: tuple[float, float] = _AUGMENTER.scale_range  # crop scale multiplied by U(low, high)
+    rotation: float = _AUGMENTER.rotation                      # degrees, U(-r, r)
+    shift: float = _AUGMENTER.shift                            # box centre moved by U(-s, s) x crop side
+    flip_prob: float = _AUGMENTER.flip_prob                    # points re-ordered by the flip permutation
+    brightness: float = _AUGMENTER.brightness
+    contrast: float = _AUGMENTER.contrast
+    saturation: float = _AUGMENTER.saturation
+    hue: float = _AUGMENTER.hue
+    blur_prob: float = _AUGMENTER.blur_prob
+    blur_sigma: tuple[float, float] = _AUGMENTER.blur_sigma
+    occlusion_prob: float = _AUGMENTER.occlusion_prob
+    occlusion_max_area: float = _AUGMENTER.occlusion_max_area
 
     def augmenter_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``Augmenter`` (everything except ``enabled``)."""

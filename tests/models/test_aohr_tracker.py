@@ -17,13 +17,7 @@ ENCODER = {"arch": "aohr", "num_points": 5, "input_size": 32, "ratio": 0.75,
 N, L = 5, 24
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: threads only add contention on the shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(decay: float = 0.3, seed: int = 0, randomize: bool = True, **options) -> AOHRTracker:

@@ -50,19 +50,12 @@ def batch_targets(model, points):
     return {key: torch.from_numpy(np.stack([e[key] for e in encoded])) for key in encoded[0]}
 
 
-def test_loss_decreases_when_overfitting_two_images(rng):
+def test_loss_decreases_when_overfitting_two_images(rng, overfit_losses):
     torch.manual_seed(0)
     model = tiny(heatmap_size=16)
     images = torch.rand(2, 3, 32, 32)
     targets = batch_targets(model, rng.uniform(4, 28, size=(2, 4, 2)))
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(12):
-        optimiser.zero_grad()
-        loss = model.loss(model(images), targets)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = overfit_losses(model, images, targets)
     assert losses[-1] < 0.5 * losses[0]
 
 

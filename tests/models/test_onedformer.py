@@ -22,13 +22,7 @@ HEAD = {"window": 4, "heads": 2, "head_dim": 3, "ffn_dim": 10, "conf_hidden": 5,
 N, L = 7, 24
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: threads only add contention on the shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(seed: int = 0, randomize: bool = True, **options) -> OneDFormer:

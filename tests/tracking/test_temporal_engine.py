@@ -21,12 +21,7 @@ ENCODER = {"arch": "aohr", "num_points": 7, "scheme": "common7", "input_size": 3
            "attn_dim": 4, "head_layers": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_former():

@@ -143,3 +143,15 @@ def test_a_runs_saved_recipe_loads_again(tmp_path: Path) -> None:
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     assert load_config(path).model.arch == "aohr-lite-128"
+
+
+def test_the_augment_section_names_exactly_the_augmenters_options() -> None:
+    import dataclasses
+
+    from facetrack.data.transforms import Augmenter
+    from facetrack.train.config import AugmentSection
+
+    section = AugmentSection()
+    options = {f.name for f in dataclasses.fields(Augmenter)} - {"out_size", "scale"}  # set per recipe elsewhere
+    assert set(section.augmenter_kwargs()) == options
+    assert section.augmenter_kwargs() == {name: getattr(Augmenter(), name) for name in options}
