@@ -53,11 +53,12 @@ class Face:
     confidences: np.ndarray
 
 
-def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu", default: str = "DEFAULT_MODEL") -> Any:
+def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu", default: str = "DEFAULT_MODEL",
+                   runtime: str = "auto") -> Any:
     """A landmark engine from an engine, a ``Landmarker``, a ``LandmarkModel``, a weights name or path.
 
     ``None`` means the packaged model named by ``facetrack.models.<default>`` (``DEFAULT_MODEL`` for stills,
-    ``DEFAULT_TRACKER`` for video).
+    ``DEFAULT_TRACKER`` for video). ``runtime`` is the Landmarker's ("auto": onnxruntime on the CPU when possible).
     """
     from facetrack.landmarker import Landmarker
     from facetrack.models.base import LandmarkModel
@@ -74,7 +75,7 @@ def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu",
         if model is None:
             raise ModelError("no default landmark model is packaged yet: pass model=<weights name or path>")
     if isinstance(model, (LandmarkModel, str, Path)):
-        return engine_for(Landmarker(model, refine=refine, device=device))
+        return engine_for(Landmarker(model, refine=refine, device=device, runtime=runtime))
     raise ModelError(f"cannot use {type(model).__name__} as a landmark model")
 
 
@@ -151,10 +152,10 @@ class Tracker:
 
     def __init__(self, model: Any = None, detector: Any = None, detect_every: int = 0, max_faces: int = 1,
                  smoothing: bool | dict[str, float] | None = None, validator: Any = "default", refine: int = REFINE,
-                 device: str = "cpu", **config: Any) -> None:
+                 device: str = "cpu", runtime: str = "auto", **config: Any) -> None:
         self.config = TrackerConfig(detect_every=detect_every, max_faces=max_faces,
                                     smoothing=_smoothing_params(smoothing), **config)
-        self.engine = resolve_engine(model, refine=refine, device=device, default="DEFAULT_TRACKER")
+        self.engine = resolve_engine(model, refine=refine, device=device, default="DEFAULT_TRACKER", runtime=runtime)
         self.detector = resolve_detector(detector)
         self.validator = resolve_validator(validator)
         self.stats = TrackerStats()
@@ -206,8 +207,8 @@ class Detector:
     """
 
     def __init__(self, model: Any = None, detector: Any = None, max_faces: int = 0, refine: int = REFINE,
-                 min_face: float = 0.0, device: str = "cpu") -> None:
-        self.engine = resolve_engine(model, refine=refine, device=device)
+                 min_face: float = 0.0, device: str = "cpu", runtime: str = "auto") -> None:
+        self.engine = resolve_engine(model, refine=refine, device=device, runtime=runtime)
         self.detector = resolve_detector(detector)
         self.max_faces = int(max_faces)
         self.min_face = float(min_face)

@@ -14,6 +14,7 @@ import torch
 
 from facetrack.data.transforms import apply_affine, crop_matrix, invert_affine, warp
 from facetrack.models.base import LandmarkModel
+from facetrack.models.onnx_runtime import accelerate
 
 # Re-crop passes on a fresh detection (see ``Landmarker``). Measured on the 202 held-out 300-W faces with the
 # default detector and aohr-68: NME 4.94 % with 1 pass, 4.84 % with 2, against 4.56 % from ground-truth boxes
@@ -28,10 +29,13 @@ class Landmarker:
     extent of the previous pass: detector boxes are cut differently from the landmark-extent boxes the models
     are trained on, and one re-crop removes that mismatch whatever the detector (tracking does the same from
     frame to frame). See ``facetrack.tracking.engine``.
+
+    ``runtime``: "auto" runs the encoder with onnxruntime on the CPU when it can (same outputs to ~1e-6,
+    about 1.5x faster at batch 1), "torch" keeps PyTorch, "onnx" insists (see ``facetrack.models.onnx_runtime``).
     """
 
     def __init__(self, model: LandmarkModel | str | Path, crop_scale: float | None = None, refine: int = REFINE,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", runtime: str = "auto") -> None:
         if not isinstance(model, LandmarkModel):
             from facetrack.models.hub import load_model
 
@@ -39,6 +43,7 @@ class Landmarker:
         card = getattr(model, "card", {}) or {}
         # BatchNorm folded into the convolutions: the same outputs with fewer CPU operator calls.
         self.model = model.to(device).eval().inference_copy()
+        self.runtime = accelerate(self.model, runtime, device)
         self.crop_scale = float(crop_scale if crop_scale is not None else card.get("crop", {}).get("scale", 1.25))
         if refine < 0:
             raise ValueError(f"refine must be >= 0, got {refine}")

@@ -26,6 +26,12 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_model_cache(tmp_path_factory):
+    """Exported ONNX graphs (facetrack.models.onnx_runtime) go to a temporary folder, not the user's cache."""
+    os.environ["FACETRACK_CACHE"] = str(tmp_path_factory.mktemp("facetrack_cache"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     root = shared_data_dir()

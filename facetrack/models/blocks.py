@@ -68,6 +68,19 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
+class BasicBlock(nn.Module):
+    """ResNet basic block (two dense 3x3 convs + identity): on a 2-core CPU, oneDNN runs dense convs at small
+    channel counts faster per unit of accuracy than depthwise-separable ones (see the ``plain`` backbone)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(ConvBNAct(channels, channels, 3), ConvBNAct(channels, channels, 3, act=None))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(x + self.body(x))
+
+
 class Conv1dBNAct(nn.Sequential):
     """1D conv -> BatchNorm1d -> ReLU, used by the 1D heads (CNN2x / CNN2y)."""
 

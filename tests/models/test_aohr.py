@@ -16,6 +16,7 @@ from facetrack.models.registry import resolve
 
 TINY_HG = {"name": "hourglass", "stacks": 2, "depth": 2, "width": 16}
 TINY_LITE = {"name": "lite", "channels": [8, 8, 16, 16], "blocks": [1, 1, 1], "expand": 2, "out_channels": 16}
+TINY_PLAIN = {"name": "plain", "channels": [8, 8, 16, 16], "blocks": [1, 1, 1], "out_channels": 16}
 
 
 def tiny(**overrides) -> AOHR:
@@ -39,6 +40,8 @@ def tiny(**overrides) -> AOHR:
         ({"gamma": 0.0}, 64),
         ({"head_compress": "full"}, 64),
         ({"backbone": TINY_LITE, "input_size": 64, "head_compress": "full", "head_separable": True}, 128),
+        ({"backbone": TINY_PLAIN, "input_size": 64, "head_compress": "flatten", "gamma": 0.0}, 128),
+        ({"backbone": TINY_PLAIN, "input_size": 64, "head_compress": "flatten", "gamma": 0.0, "point_channels": 2}, 128),
     ],
 )
 def test_output_shapes(overrides, length):
@@ -203,3 +206,27 @@ def test_presets_have_the_documented_sizes():
     hg_config = resolve("aohr-hg2-256")[1]
     assert hg_config["backbone"] == {"name": "hourglass", "stacks": 2, "depth": 4, "width": 256}
     assert hg_config["input_size"] == 256 and hg_config["ratio"] == 3.0
+
+
+def test_flatten_head_is_a_shared_linear_map_of_each_landmarks_maps():
+    model = tiny(backbone=TINY_PLAIN, input_size=64, head_compress="flatten", gamma=0.0, point_channels=2).eval()
+    images = torch.rand(2, 3, 64, 64)
+    features = model.backbone(model.normalize(images))
+    maps = model.point_maps(features)  # (B, N * c, S, S), landmark k owns channels [k c, (k + 1) c)
+    k, c = 3, 2
+    own = maps[:, k * c:(k + 1) * c].flatten(1)
+    sx, sy = model.encode_1d(images)
+    assert torch.allclose(sx[:, k], own @ model.fc_x.weight.T + model.fc_x.bias, atol=1e-5)
+    assert torch.allclose(sy[:, k], own @ model.fc_y.weight.T + model.fc_y.bias, atol=1e-5)
+    with pytest.raises(ModelError, match="gamma = 0"):
+        tiny(backbone=TINY_PLAIN, input_size=64, head_compress="flatten", gamma=0.4)
+
+
+def test_plain_backbone_options_and_refusals():
+    model = tiny(backbone=TINY_PLAIN, input_size=64)
+    assert model.config["backbone"] == {"name": "plain", **{k: v for k, v in TINY_PLAIN.items() if k != "name"}}
+    assert model.feature_size == 8  # output stride 8
+    with pytest.raises(ModelError, match="plain backbone"):
+        tiny(backbone={**TINY_PLAIN, "blocks": [1, 1]}, input_size=64)
+    with pytest.raises(ModelError, match="no option"):
+        tiny(backbone={**TINY_PLAIN, "stride": 4}, input_size=64)

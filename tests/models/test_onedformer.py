@@ -377,3 +377,4 @@ def test_lite_preset_builds_on_the_lite_encoder():
     model = build_model("1dformer-lite-128")
     assert model.config["encoder"]["backbone"]["name"] == "lite" and model.length == 384 and model.num_points == 68
     assert model.config["window"] == 10
+

@@ -35,7 +35,7 @@ def patched(fakes, monkeypatch):
         detectors.append(fakes.BlobDetector())
         return detectors[-1]
 
-    monkeypatch.setattr(api, "resolve_engine", lambda model=None, refine=1, device="cpu", default="DEFAULT_MODEL": fakes.blob_engine())
+    monkeypatch.setattr(api, "resolve_engine", lambda *args, **kwargs: fakes.blob_engine())
     monkeypatch.setattr(api, "resolve_detector", detector)
     return detectors
 
