@@ -1,12 +1,15 @@
-"""Run a model's per-frame encoder (images -> 1D features) with onnxruntime on the CPU.
+"""Run a model's network with onnxruntime on the CPU: an AOHR's encoder, or a temporal model's whole step.
 
-At batch 1 a small CNN spends much of its PyTorch time in per-operator dispatch; onnxruntime runs the same
-graph (exported once, BatchNorm already folded) about 1.5x faster on two cores (benchmarks/README.md,
+At batch 1 a small network spends much of its PyTorch time in per-operator dispatch; onnxruntime runs the same
+graph (exported once, BatchNorm already folded) about 1.5-2x faster on two cores (benchmarks/README.md,
 "Landmark model speed"). The ONNX graph is derived from the loaded safetensors weights, never shipped, so the
 weights file stays the single source of truth; it is cached under ``$FACETRACK_CACHE`` (default
 ``~/.cache/facetrack``) keyed by a hash of the weights, so only the first load of a model pays the export.
 
-Only the encoder moves: decoding, the temporal heads (1DFormer's state) and everything after stay in PyTorch.
+- Per-frame models (AOHR): ``encode_1d`` moves; decoding stays in PyTorch.
+- Temporal models (1DFormer, the AOHR tracker): ``step`` moves whole -- encoder, temporal head and decoders, with
+  the state's tensors (a fixed-size window cache and a validity mask, no Python-side counters) as extra inputs and
+  outputs -- since the head's few hundred small operators cost more dispatch than arithmetic.
 """
 from __future__ import annotations
 
@@ -38,14 +41,28 @@ class _Encoder(nn.Module):
         return self.model.encode_1d(images)
 
 
+class _Step(nn.Module):
+    """A temporal model's ``step`` with its state flattened into named tensors, which is what the exporter traces."""
+
+    def __init__(self, model: nn.Module, state_keys: list[str], out_keys: list[str]) -> None:
+        super().__init__()
+        self.model, self.state_keys, self.out_keys = model, state_keys, out_keys
+
+    def forward(self, images: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        from facetrack.models.temporal.base import TemporalState
+
+        out, new = self.model.step(images, TemporalState(dict(zip(self.state_keys, state))))
+        return (*(out[k] for k in self.out_keys), *(new.tensors[k] for k in self.state_keys))
+
+
 def cache_dir() -> Path:
     """Where exported graphs are kept: ``$FACETRACK_CACHE`` or ``~/.cache/facetrack``, subfolder ``onnx``."""
     root = os.environ.get("FACETRACK_CACHE") or Path.home() / ".cache" / "facetrack"
     return Path(root) / "onnx"
 
 
-def _weights_key(model: nn.Module) -> str:
-    digest = hashlib.sha256(torch.__version__.encode())
+def _weights_key(model: nn.Module, kind: str) -> str:
+    digest = hashlib.sha256(f"{kind} {torch.__version__}".encode())
     digest.update(repr(getattr(model, "config", {})).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -53,25 +70,29 @@ def _weights_key(model: nn.Module) -> str:
     return digest.hexdigest()[:32]
 
 
-def export_encoder(model: nn.Module) -> bytes:
-    """The ONNX graph (bytes) of ``model.encode_1d`` for crops (B, 3, F, F), B dynamic."""
-    size = int(model.input_size)
+def _export(module: nn.Module, inputs: tuple[Tensor, ...], input_names: list[str], output_names: list[str]) -> bytes:
+    """ONNX bytes of ``module`` with every input and output batch-first and the batch dimension dynamic."""
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes about shape checks that are constant for a fixed F
         torch.onnx.export(
-            _Encoder(model).eval(), (torch.zeros(1, 3, size, size),), buffer, input_names=["images"],
-            output_names=["sx", "sy"], dynamic_axes={"images": {0: "batch"}, "sx": {0: "batch"}, "sy": {0: "batch"}},
-            dynamo=False,
+            module.eval(), inputs, buffer, input_names=input_names, output_names=output_names,
+            dynamic_axes={name: {0: "batch"} for name in input_names + output_names}, dynamo=False,
         )
     return buffer.getvalue()
 
 
-def _graph(model: nn.Module) -> bytes:
-    path = cache_dir() / f"{_weights_key(model)}.onnx"
+def export_encoder(model: nn.Module) -> bytes:
+    """The ONNX graph (bytes) of ``model.encode_1d`` for crops (B, 3, F, F), B dynamic."""
+    size = int(model.input_size)
+    return _export(_Encoder(model), (torch.zeros(1, 3, size, size),), ["images"], ["sx", "sy"])
+
+
+def _graph(model: nn.Module, kind: str, export: Callable[[], bytes]) -> bytes:
+    path = cache_dir() / f"{_weights_key(model, kind)}.onnx"
     if path.is_file():
         return path.read_bytes()
-    graph = export_encoder(model)
+    graph = export()
     try:  # a cache that cannot be written only costs the export next time
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -82,48 +103,91 @@ def _graph(model: nn.Module) -> bytes:
     return graph
 
 
-def onnx_encoder(model: nn.Module, threads: int | None = None) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-    """An onnxruntime function with ``model.encode_1d``'s signature (CPU tensors in and out).
-
-    Raises ImportError when onnx/onnxruntime are missing and RuntimeError when the graph cannot be exported
-    or loaded; :func:`accelerate` turns both into a fallback to PyTorch.
-    """
+def _session(model: nn.Module, kind: str, export: Callable[[], bytes], threads: int | None) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(_graph(model), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(_graph(model, kind, export), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # exporter and onnxruntime raise many types for an unsupported graph
         raise RuntimeError(f"could not run {type(model).__name__} with onnxruntime: {exc}") from exc
 
+
+def _array(x: Tensor) -> np.ndarray:
+    x = x.detach().cpu()
+    return np.ascontiguousarray(x.numpy() if x.dtype == torch.bool else x.float().numpy())
+
+
+def onnx_encoder(model: nn.Module, threads: int | None = None) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """An onnxruntime function with ``model.encode_1d``'s signature (CPU tensors in and out).
+
+    Raises ImportError when onnx/onnxruntime are missing and RuntimeError when the graph cannot be exported
+    or loaded; :func:`accelerate` turns both into a fallback to PyTorch.
+    """
+    session = _session(model, "encoder", lambda: export_encoder(model), threads)
+
     def encode(images: Tensor) -> tuple[Tensor, Tensor]:
-        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
-        sx, sy = session.run(None, {"images": array})
+        sx, sy = session.run(None, {"images": _array(images)})
         return torch.from_numpy(sx), torch.from_numpy(sy)
 
     return encode
 
 
+def onnx_step(model: nn.Module, threads: int | None = None) -> Callable[[Tensor, Any], tuple[dict[str, Tensor], Any]]:
+    """An onnxruntime function with a temporal model's ``step(images, state)`` signature (CPU tensors).
+
+    Faces of any ages batch together, as in PyTorch: what differs between them is in the state's tensors.
+    """
+    from facetrack.models.temporal.base import TemporalState
+
+    size = int(model.input_size)
+    example = model.init_state(1)
+    state_keys = sorted(example.tensors)
+    with torch.no_grad():
+        out_keys = sorted(model.step(torch.zeros(1, 3, size, size), example)[0])
+    names = [f"state_{k}" for k in state_keys]
+
+    def export() -> bytes:
+        inputs = (torch.zeros(1, 3, size, size), *(example.tensors[k] for k in state_keys))
+        return _export(_Step(model, state_keys, out_keys), inputs, ["images", *names],
+                       [*out_keys, *(f"next_{k}" for k in state_keys)])
+
+    session = _session(model, "step", export, threads)
+
+    def step(images: Tensor, state: TemporalState) -> tuple[dict[str, Tensor], TemporalState]:
+        if state.batch != images.shape[0]:
+            raise ValueError(f"state holds {state.batch} faces but {images.shape[0]} images were given")
+        feeds = {"images": _array(images), **{n: _array(state.tensors[k]) for n, k in zip(names, state_keys)}}
+        results = [torch.from_numpy(r) for r in session.run(None, feeds)]
+        outputs = dict(zip(out_keys, results[: len(out_keys)]))
+        return outputs, TemporalState(dict(zip(state_keys, results[len(out_keys):])))
+
+    return step
+
+
 def accelerate(model: Any, runtime: str = "auto", device: str | torch.device = "cpu") -> str:
-    """Route ``model``'s encoder (an AOHR, or a temporal model's ``encoder``) through onnxruntime in place.
+    """Route ``model``'s network through onnxruntime in place: an AOHR's ``encode_1d``, a temporal model's ``step``.
 
     ``runtime``: "onnx" (fail if impossible), "torch" (leave it), "auto" (onnx on the CPU when available,
-    else torch). Use only on an eval-mode inference copy: the patched encoder has no gradients. Returns the
+    else torch). Use only on an eval-mode inference copy: the patched methods have no gradients. Returns the
     runtime in use.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-    target = getattr(model, "encoder", model)
-    if runtime == "torch" or not hasattr(target, "encode_1d"):
+    temporal = callable(getattr(model, "init_state", None)) and callable(getattr(model, "step", None))
+    if runtime == "torch" or not (temporal or hasattr(model, "encode_1d")):
         return "torch"
     if torch.device(device).type != "cpu":
         if runtime == "onnx":
             raise ValueError("the onnx runtime is for CPU inference; use runtime='torch' on other devices")
         return "torch"
     try:
-        target.encode_1d = onnx_encoder(target)
+        if temporal:
+            model.step = onnx_step(model)
+        else:
+            model.encode_1d = onnx_encoder(model)
     except (ImportError, RuntimeError) as exc:
         if runtime == "onnx":
             raise

@@ -50,20 +50,36 @@ def test_graph_is_cached_by_weights_and_reused():
     assert len(list(cache_dir().glob("*.onnx"))) == 2  # changed weights never reuse a stale graph
 
 
-def test_temporal_models_move_only_their_encoder():
+@pytest.mark.parametrize("arch, options", [("1dformer", {"window": 3}), ("aohr-tracker", {"decay": 0.3})])
+def test_temporal_steps_match_torch_for_faces_of_different_ages(arch, options):
+    from facetrack.models.temporal import TemporalState
+
     torch.manual_seed(0)
     encoder = {"arch": "aohr", "num_points": 68, "input_size": 64, "ratio": 1.0, "backbone": TINY_PLAIN,
                "head_channels": 16, "attn_dim": 8}
-    reference = build_model("1dformer", encoder=encoder, window=3).eval().inference_copy()
+    reference = build_model(arch, encoder=encoder, **options).eval()
+    with torch.no_grad():  # a fresh head is the identity: random weights make every branch count
+        for p in reference.head.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    reference = reference.inference_copy()
     fast = reference.inference_copy()
     assert accelerate(fast) == "onnx"
     state_a, state_b = reference.init_state(1), fast.init_state(1)
-    for _ in range(3):
-        images = torch.rand(1, 3, 64, 64)
+    for frame in range(5):  # past the window; from frame 2 a second, younger face joins the batch
+        if frame == 2:
+            state_a = TemporalState.cat([state_a, reference.init_state(1)])
+            state_b = TemporalState.cat([state_b, fast.init_state(1)])
+        images = torch.rand(state_a.batch, 3, 64, 64)
         with torch.no_grad():
             out_a, state_a = reference.step(images, state_a)
             out_b, state_b = fast.step(images, state_b)
-        assert torch.allclose(out_a["hx"], out_b["hx"], atol=1e-4)
+        assert sorted(out_a) == sorted(out_b)
+        for key in out_a:
+            assert torch.allclose(out_a[key], out_b[key], atol=1e-4), (frame, key)
+        for key in state_a.tensors:
+            assert torch.allclose(state_a.tensors[key].float(), state_b.tensors[key].float(), atol=1e-4)
+    with pytest.raises(ValueError, match="faces"):
+        fast.step(torch.rand(1, 3, 64, 64), state_b)
 
 
 def test_torch_runtime_and_bad_names():
