@@ -115,6 +115,14 @@ def _session(model: nn.Module, kind: str, export: Callable[[], bytes], threads: 
         raise RuntimeError(f"could not run {type(model).__name__} with onnxruntime: {exc}") from exc
 
 
+def _self_check(name: str, expected: list[Tensor], got: list[Tensor]) -> None:
+    """Refuse a graph whose outputs differ from PyTorch's on a probe input (a model the tracer cannot capture)."""
+    for a, b in zip(expected, got):
+        a = a.detach().float()
+        if a.shape != b.shape or not torch.allclose(a, b.float(), rtol=1e-3, atol=1e-3 * (1 + float(a.abs().max()))):
+            raise RuntimeError(f"the onnxruntime graph of {name} does not reproduce its PyTorch outputs")
+
+
 def _array(x: Tensor) -> np.ndarray:
     x = x.detach().cpu()
     return np.ascontiguousarray(x.numpy() if x.dtype == torch.bool else x.float().numpy())
@@ -132,6 +140,9 @@ def onnx_encoder(model: nn.Module, threads: int | None = None) -> Callable[[Tens
         sx, sy = session.run(None, {"images": _array(images)})
         return torch.from_numpy(sx), torch.from_numpy(sy)
 
+    probe = torch.rand(2, 3, model.input_size, model.input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _self_check(type(model).__name__, list(model.encode_1d(probe)), list(encode(probe)))
     return encode
 
 
@@ -164,6 +175,17 @@ def onnx_step(model: nn.Module, threads: int | None = None) -> Callable[[Tensor,
         outputs = dict(zip(out_keys, results[: len(out_keys)]))
         return outputs, TemporalState(dict(zip(state_keys, results[len(out_keys):])))
 
+    probe = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            expected, expected_state = model.step(probe, model.init_state(2))
+            expected, expected_state = model.step(probe.flip(-1), expected_state)  # a history, too
+            got, got_state = step(probe, model.init_state(2))
+            got, got_state = step(probe.flip(-1), got_state)
+    except Exception as exc:  # onnxruntime's own errors for inputs the graph did not capture
+        raise RuntimeError(f"the onnxruntime graph of {type(model).__name__} does not run: {exc}") from exc
+    _self_check(type(model).__name__, [expected[k] for k in out_keys] + [expected_state.tensors[k] for k in state_keys],
+                [got[k] for k in out_keys] + [got_state.tensors[k] for k in state_keys])
     return step
 
 

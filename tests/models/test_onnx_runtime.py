@@ -116,3 +116,30 @@ def test_cli_offers_the_same_runtimes():
     from facetrack.models.onnx_runtime import RUNTIMES
 
     assert CLI_RUNTIMES == RUNTIMES
+
+
+class PythonCounter(torch.nn.Module):
+    """A temporal model whose output depends on a Python-side counter, which no traced graph can follow."""
+
+    input_size = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def init_state(self, batch: int = 1):
+        from facetrack.models.temporal import TemporalState
+
+        return TemporalState({"seen": torch.zeros(batch, 1)})
+
+    def step(self, images, state):
+        from facetrack.models.temporal import TemporalState
+
+        self.calls += 1
+        return {"hx": images.mean((1, 2)) * self.calls}, TemporalState({"seen": state.tensors["seen"] + 1})
+
+
+def test_a_graph_that_does_not_reproduce_torch_is_refused():
+    assert accelerate(PythonCounter(), "auto") == "torch"
+    with pytest.raises(RuntimeError, match="reproduce"):
+        accelerate(PythonCounter(), "onnx")
