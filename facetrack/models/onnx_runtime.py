@@ -109,6 +109,9 @@ def _session(model: nn.Module, kind: str, export: Callable[[], bytes], threads: 
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.log_severity_level = 3
+    # No busy-waiting between runs: spinning ORT threads steal the cores from the PyTorch decoding, cropping and
+    # validation that follow each call (medians doubled in the tracking loop without this).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(_graph(model, kind, export), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # exporter and onnxruntime raise many types for an unsupported graph
