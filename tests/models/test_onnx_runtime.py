@@ -21,19 +21,19 @@ def private_cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("head", [{"head_compress": "full", "head_channels": 16, "attn_dim": 8},
                                   {"head_compress": "flatten", "gamma": 0.0}])
-def test_onnx_encoder_matches_torch_at_any_batch(head):
+def test_onnx_predict_matches_torch_at_any_batch(head):
     torch.manual_seed(0)
-    reference = build_model("aohr", num_points=5, input_size=64, ratio=2.0, backbone=TINY_PLAIN, **head)
+    reference = build_model("aohr", num_points=5, input_size=64, ratio=2.0, backbone=TINY_PLAIN, loss="kl", **head)
     reference = reference.eval().inference_copy()
     fast = reference.inference_copy()
     assert accelerate(fast, "onnx") == "onnx"
     for batch in (1, 3):
         images = torch.rand(batch, 3, 64, 64)
         with torch.no_grad():
-            expected, got = reference(images), fast(images)
-        for key in ("hx", "hy"):
-            assert got[key].shape == expected[key].shape
-            assert torch.allclose(got[key], expected[key], atol=1e-4)
+            expected, got = reference.predict(images), fast.predict(images)
+        for a, b in zip(expected, got):  # coordinates (B, N, 2) in crop pixels, confidences (B, N)
+            assert a.shape == b.shape
+            assert float((a - b).abs().median()) < 1e-3
 
 
 def test_graph_is_cached_by_weights_and_reused():
@@ -86,7 +86,7 @@ def test_torch_runtime_and_bad_names():
     model = build_model("aohr", num_points=5, input_size=64, backbone=TINY_PLAIN, head_channels=16, attn_dim=8)
     model = model.eval().inference_copy()
     assert accelerate(model, "torch") == "torch"
-    assert "encode_1d" not in vars(model)  # untouched: the class method
+    assert "predict" not in vars(model)  # untouched: the class method
     with pytest.raises(ValueError, match="runtime"):
         accelerate(model, "tensorrt")
     with pytest.raises(ValueError, match="CPU"):
@@ -143,3 +143,22 @@ def test_a_graph_that_does_not_reproduce_torch_is_refused():
     assert accelerate(PythonCounter(), "auto") == "torch"
     with pytest.raises(RuntimeError, match="reproduce"):
         accelerate(PythonCounter(), "onnx")
+
+
+class NumpyDecoder(torch.nn.Module):
+    """A per-frame model whose decoding runs in NumPy: a trace would freeze the probe's answer as a constant."""
+
+    input_size = 8
+
+    def forward(self, images):
+        return {"images": images}
+
+    def decode(self, outputs):
+        mean = outputs["images"].numpy().mean(axis=(1, 2, 3))
+        return torch.tensor(mean)[:, None, None].expand(-1, 2, 2), torch.ones(len(mean), 2)
+
+
+def test_numpy_code_is_never_frozen_into_a_graph():
+    assert accelerate(NumpyDecoder(), "auto") == "torch"
+    with pytest.raises(RuntimeError, match="NumPy"):
+        accelerate(NumpyDecoder(), "onnx")

@@ -60,7 +60,7 @@ class BlobModel(LandmarkModel):
 
 
 def blob_engine(refine: int = 1) -> LandmarkerEngine:
-    return LandmarkerEngine(Landmarker(BlobModel(), crop_scale=1.25, refine=refine))
+    return LandmarkerEngine(Landmarker(BlobModel(), crop_scale=1.25, refine=refine, runtime="torch"))
 
 
 @dataclass
