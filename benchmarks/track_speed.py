@@ -62,7 +62,7 @@ def build(model_arg: str | None, detector_arg: str | None) -> tuple[object, dict
 
     notes: list[str] = []
     config: dict[str, object] = {}
-    model: object = model_arg or getattr(models, "DEFAULT_MODEL", None)
+    model: object = model_arg or getattr(models, "DEFAULT_TRACKER", None)  # what `facetrack track` uses
     try:
         from facetrack.landmarker import Landmarker
 
