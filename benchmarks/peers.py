@@ -68,10 +68,11 @@ class Method:
 
 
 class Facetrack(Method):
-    def __init__(self, model: str, work: Path) -> None:
+    def __init__(self, model: str, work: Path, tracker: str = "") -> None:
         path = Path(model)
+        self.tracker = tracker  # the video model ("": the stills model); a registered name
         if not path.is_file():  # a registered name (e.g. the packaged aohr-68)
-            super().__init__("facetrack", hashlib.sha1(model.encode()).hexdigest()[:10], True)
+            super().__init__("facetrack", hashlib.sha1(f"{model}+{tracker}".encode()).hexdigest()[:10], True)
             self.model = model
             return
         # A weights file that a training run keeps rewriting: snapshot it (with its card) once, so that every
@@ -124,7 +125,7 @@ class Facetrack(Method):
         from facetrack.api import Tracker
         from facetrack.tracking.session import track_to_folder
 
-        return track_to_folder(Tracker(model=self.model, max_faces=1), source, out, progress=False)
+        return track_to_folder(Tracker(model=self.tracker or self.model, max_faces=1), source, out, progress=False)
 
 
 class Peer(Method):
@@ -165,7 +166,7 @@ class Peer(Method):
         return track_to_folder(video_peer, source, out)
 
 
-def build_methods(names: list[str], model: str, work: Path) -> dict[str, Method]:
+def build_methods(names: list[str], model: str, work: Path, tracker: str = "") -> dict[str, Method]:
     from facetrack.peers import PeerUnavailable, build_peer, peer_status
 
     methods: dict[str, Method] = {}
@@ -175,7 +176,7 @@ def build_methods(names: list[str], model: str, work: Path) -> dict[str, Method]
             if not Path(model).exists() and "/" in model:
                 print(f"skip facetrack: model {model} not found")
                 continue
-            methods[name] = Facetrack(model, work)
+            methods[name] = Facetrack(model, work, tracker)
             continue
         if status.get(name):
             print(f"skip {name}: {status[name]}")
@@ -477,6 +478,8 @@ def write_report(results: dict[str, dict[str, Any]], order: list[str], out: Path
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL, help="facetrack weights name or path (e.g. aohr-68)")
+    p.add_argument("--tracker", default="", help="facetrack model for the videos (default: the --model; "
+                   "`facetrack track` uses 1dformer-68)")
     p.add_argument("--data", type=Path, default=SHARED, help="the shared data folder (300w/, videos/)")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "peers", help="outputs of every method")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "peers.md")
@@ -506,10 +509,10 @@ def main(argv: list[str] | None = None) -> int:
         fit_peers(root300w, status)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     stages = {s.strip() for s in args.stages.split(",") if s.strip()}
-    methods = build_methods(names, args.model, args.work)
+    methods = build_methods(names, args.model, args.work, args.tracker)
     store = Store(args.work, {s.strip() for s in args.force.split(",") if s.strip()})
     ft = methods.get("facetrack")
-    notes = [f"facetrack model: `{args.model}`" + (f", scored as the snapshot `{ft.model}` (sha1 {ft.key}...)"
+    notes = [(f"facetrack video model: `{args.tracker}`; " if args.tracker else "") + f"facetrack model: `{args.model}`" + (f", scored as the snapshot `{ft.model}` (sha1 {ft.key}...)"
                                                      if ft is not None and ft.model != args.model else ""),
              "threads: torch and OpenCV 1 thread each, BLAS 1 thread; dlib is single-threaded; MediaPipe's "
              "TFLite/XNNPACK picks its own thread count (not settable through the legacy API). The 2 CPUs were "
