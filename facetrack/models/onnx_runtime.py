@@ -126,6 +126,11 @@ def _self_check(name: str, expected: list[Tensor], got: list[Tensor]) -> None:
             raise RuntimeError(f"the onnxruntime graph of {name} does not reproduce its PyTorch outputs")
 
 
+def _probe(size: int) -> Tensor:
+    """The fixed input on which a graph must reproduce PyTorch: two random crops (the batch dimension is dynamic)."""
+    return torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
 def _array(x: Tensor) -> np.ndarray:
     x = x.detach().cpu()
     return np.ascontiguousarray(x.numpy() if x.dtype == torch.bool else x.float().numpy())
@@ -138,7 +143,7 @@ def onnx_predict(model: nn.Module, threads: int | None = None) -> Callable[[Tens
     loaded, or does not reproduce PyTorch; :func:`accelerate` turns these into a fallback to PyTorch.
     """
     size = int(model.input_size)
-    probe = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    probe = _probe(size)
     with torch.no_grad():
         raw = model(probe)
         expected = model.decode(raw)
@@ -166,6 +171,7 @@ def onnx_predict(model: nn.Module, threads: int | None = None) -> Callable[[Tens
     _self_check(type(model).__name__, [raw[k] for k in out_keys] + [expected[1]], got[2:] + [got[1]])
     if float((got[0] - expected[0]).abs().median()) > 1e-3:
         raise RuntimeError(f"the onnxruntime graph of {type(model).__name__} does not reproduce its PyTorch outputs")
+    predict.onnx_runtime = True  # type: ignore[attr-defined]
     return predict
 
 
@@ -198,7 +204,7 @@ def onnx_step(model: nn.Module, threads: int | None = None) -> Callable[[Tensor,
         outputs = dict(zip(out_keys, results[: len(out_keys)]))
         return outputs, TemporalState(dict(zip(state_keys, results[len(out_keys):])))
 
-    probe = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    probe = _probe(size)
     try:
         with torch.no_grad():
             expected, expected_state = model.step(probe, model.init_state(2))
@@ -209,6 +215,7 @@ def onnx_step(model: nn.Module, threads: int | None = None) -> Callable[[Tensor,
         raise RuntimeError(f"the onnxruntime graph of {type(model).__name__} does not run: {exc}") from exc
     _self_check(type(model).__name__, [expected[k] for k in out_keys] + [expected_state.tensors[k] for k in state_keys],
                 [got[k] for k in out_keys] + [got_state.tensors[k] for k in state_keys])
+    step.onnx_runtime = True  # type: ignore[attr-defined]
     return step
 
 
@@ -222,8 +229,9 @@ def accelerate(model: Any, runtime: str = "auto", device: str | torch.device = "
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     temporal = callable(getattr(model, "init_state", None)) and callable(getattr(model, "step", None))
-    if {"predict", "step"} & set(vars(model)):  # replaced on the instance (already accelerated, or a stand-in)
-        return "torch"
+    patched = [vars(model)[name] for name in ("predict", "step") if name in vars(model)]
+    if patched:  # replaced on the instance: already accelerated (say so), or a stand-in (leave it alone)
+        return "onnx" if any(getattr(f, "onnx_runtime", False) for f in patched) else "torch"
     if runtime == "torch" or not (temporal or callable(getattr(model, "decode", None))):
         return "torch"
     if torch.device(device).type != "cpu":

@@ -27,6 +27,7 @@ def test_onnx_predict_matches_torch_at_any_batch(head):
     reference = reference.eval().inference_copy()
     fast = reference.inference_copy()
     assert accelerate(fast, "onnx") == "onnx"
+    assert accelerate(fast, "auto") == "onnx"  # already accelerated: nothing redone, still reported
     for batch in (1, 3):
         images = torch.rand(batch, 3, 64, 64)
         with torch.no_grad():
