@@ -504,16 +504,19 @@ def method_name(path: str | Path) -> str:
 # ---------------------------------------------------------------------------------------------- GT-initialised tracking
 
 
-def track_clip(model: Any, frames: Any, first_box: np.ndarray, crop_scale: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+def track_clip(model: Any, frames: Any, first_box: np.ndarray, crop_scale: float = 1.25,
+               crop_smoothing: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Track one face through ``frames`` (BGR images) with a landmark model: frame 0 is cropped from
     ``first_box`` (the GT-box protocol of FHR's evaluation), every later frame around the model's own landmarks
-    of the frame before (the tracker's crop policy). A temporal model (``init_state``/``step``) keeps its state
+    of the frame before, smoothed by ``crop_smoothing`` (the tracker's crop policy; default ``CropSmoothing()``). A temporal model (``init_state``/``step``) keeps its state
     over the clip; a per-frame model runs ``predict``. Returns landmarks (T, N, 2) in frame pixels and
     confidences (T, N)."""
     import torch
 
-    from facetrack.data.transforms import apply_affine, box_from_landmarks, crop_matrix, invert_affine, warp
+    from facetrack.data.transforms import (CropSmoothing, apply_affine, box_from_landmarks, crop_matrix,
+                                           invert_affine, warp)
 
+    smoothing = crop_smoothing or CropSmoothing()
     model.eval()
     size = int(model.input_size)
     streaming = hasattr(model, "init_state") and hasattr(model, "step")
@@ -533,5 +536,5 @@ def track_clip(model: Any, frames: Any, first_box: np.ndarray, crop_scale: float
             pts = apply_affine(coords[0].double().numpy(), invert_affine(matrix))
             points.append(pts)
             confs.append(conf[0].double().numpy())
-            box = box_from_landmarks(pts)
+            box = smoothing.next_box(box, box_from_landmarks(pts))
     return np.stack(points), np.stack(confs)

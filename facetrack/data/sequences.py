@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from facetrack.data.sample import FaceSample
-from facetrack.data.transforms import apply_affine, box_from_landmarks, crop_matrix, warp
+from facetrack.data.transforms import CropSmoothing, apply_affine, box_from_landmarks, crop_matrix, warp
 from facetrack.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,8 @@ class TrackerCropPolicy:
     Errors are fractions of the face size (the larger side of the landmark box). The tracking error is an
     AR(1) process (``error_correlation`` between frames), because a tracker's error drifts rather than
     jumping: a shared offset of sd ``offset_sd``, a log-scale error of sd ``scale_sd`` about the face centre,
-    and independent per-landmark noise of sd ``point_sd``.
+    and independent per-landmark noise of sd ``point_sd``. The crop box then follows the noisy landmark box
+    through the trackers' ``CropSmoothing`` (weights ``smoothing_centre``, ``smoothing_size``; 1 and 1: none).
     """
 
     crop_scale: float = 1.25
@@ -184,6 +185,8 @@ class TrackerCropPolicy:
     scale_sd: float = 0.03
     point_sd: float = 0.01
     error_correlation: float = 0.7
+    smoothing_centre: float = CropSmoothing.centre
+    smoothing_size: float = CropSmoothing.size
 
     def matrices(self, landmarks: np.ndarray, out_size: int, rng: np.random.Generator) -> np.ndarray:
         """(T, 2, 3) image->crop matrices for GT ``landmarks`` (T, N, 2)."""
@@ -191,8 +194,15 @@ class TrackerCropPolicy:
         out = np.empty((t_len, 2, 3))
         lo, hi = self.init_scale
         shift = rng.uniform(-self.init_shift, self.init_shift, 2)
-        out[0] = crop_matrix(box_from_landmarks(landmarks[0]), out_size,
-                             self.crop_scale * rng.uniform(lo, hi), shift=shift)
+        scale = self.crop_scale * rng.uniform(lo, hi)
+        first = box_from_landmarks(landmarks[0])
+        out[0] = crop_matrix(first, out_size, scale, shift=shift)
+        # The same crop as a box that crop_matrix(box, out_size, self.crop_scale) would cut, for the smoothing.
+        longer = float(max(first[2] - first[0], first[3] - first[1]))
+        centre = 0.5 * (first[:2] + first[2:]) + shift * scale * longer
+        half = 0.5 * scale / self.crop_scale * longer
+        crop_box = np.concatenate([centre - half, centre + half])
+        smoothing = CropSmoothing(self.smoothing_centre, self.smoothing_size)
         rho = float(np.clip(self.error_correlation, 0.0, 0.999))
         innovation = math.sqrt(1.0 - rho * rho)
         offset, log_scale = rng.normal(0, 1, 2), rng.normal()
@@ -205,7 +215,8 @@ class TrackerCropPolicy:
             centre = 0.5 * (box[:2] + box[2:])
             noisy = centre + (prev - centre) * math.exp(self.scale_sd * log_scale)
             noisy = noisy + self.offset_sd * size * offset + rng.normal(0, self.point_sd * size, prev.shape)
-            out[t] = crop_matrix(box_from_landmarks(noisy), out_size, self.crop_scale)
+            crop_box = smoothing.next_box(crop_box, box_from_landmarks(noisy))
+            out[t] = crop_matrix(crop_box, out_size, self.crop_scale)
         return out
 
 

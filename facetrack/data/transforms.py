@@ -38,6 +38,49 @@ def box_from_landmarks(points: np.ndarray) -> np.ndarray:
     return np.concatenate([lo, hi], axis=-1)
 
 
+@dataclass(frozen=True)
+class CropSmoothing:
+    """How a tracker's next crop follows the landmarks it just predicted: a moving average of the crop box's
+    centre and size, with weights ``centre`` and ``size`` on the new landmark box, raised towards 1 (no
+    smoothing) as the move grows to ``follow`` x the box side in one frame.
+
+    Why: cropping frame t around the raw landmarks of frame t-1 feeds every landmark's jitter back into the next
+    crop (the box side is set by the extreme points, the jaw and brows, which jitter most), and a temporal
+    model's window then holds features cut from crops that moved by noise. Small moves are mostly that noise
+    and are averaged; large ones are real motion and are followed at once, so a fast face does not slip out of
+    a lagging crop. On held-out pseudo-videos (``benchmarks/README.md``, "Tracking crop policy") this lowered the
+    jitter of every model. Training crops follow the same policy (``TrackerCropPolicy``), so a temporal model
+    learns on the crops it will see. ``CropSmoothing(1, 1)`` is the raw policy.
+    """
+
+    centre: float = 0.5
+    size: float = 0.3
+    follow: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("centre", "size"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"crop smoothing {name} weight must be in (0, 1], got {value}")
+        if not self.follow > 0.0:
+            raise ValueError(f"crop smoothing follow must be positive, got {self.follow}")
+
+    def next_box(self, crop_box: np.ndarray, extent: np.ndarray) -> np.ndarray:
+        """The next crop's box ``[x0, y0, x1, y1]`` from the last crop's box and the new landmark box."""
+        old, new = np.asarray(crop_box, dtype=np.float64), np.asarray(extent, dtype=np.float64)
+        old_side = float(np.max(old[2:] - old[:2])) if np.isfinite(old).all() else 0.0
+        if not old_side > 0:
+            return new.copy()
+        old_centre, new_centre = 0.5 * (old[:2] + old[2:]), 0.5 * (new[:2] + new[2:])
+        moved = float(np.linalg.norm(new_centre - old_centre)) / old_side
+        grown = abs(float(np.max(new[2:] - new[:2])) / old_side - 1.0)
+        a = min(1.0, max(self.centre, moved / self.follow))
+        b = min(1.0, max(self.size, grown / self.follow))
+        centre = a * new_centre + (1 - a) * old_centre
+        half = 0.5 * (b * (new[2:] - new[:2]) + (1 - b) * (old[2:] - old[:2]))
+        return np.concatenate([centre - half, centre + half])
+
+
 def crop_matrix(bbox: np.ndarray | Sequence[float], out_size: int, scale: float = 1.25, rotation_deg: float = 0.0,
                 shift: tuple[float, float] | np.ndarray = (0.0, 0.0), flip: bool = False) -> np.ndarray:
     """2x3 affine from image pixels to an ``out_size`` square crop of side ``scale * max(w, h)`` of ``bbox``.

@@ -13,7 +13,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
-from facetrack.data.transforms import box_from_landmarks
+from facetrack.data.transforms import CropSmoothing, box_from_landmarks
 from facetrack.landmarker import Landmarker
 
 
@@ -29,7 +29,7 @@ class FaceEstimate:
 
     @property
     def extent(self) -> np.ndarray:
-        """Tight ``[x0, y0, x1, y1]`` around the landmarks (the box the next crop is cut from)."""
+        """Tight ``[x0, y0, x1, y1]`` around the landmarks (the next crop follows it, ``CropSmoothing``)."""
         return box_from_landmarks(self.landmarks)
 
 
@@ -58,11 +58,12 @@ class LandmarkerEngine:
 
     ``start`` refines detector boxes ``landmarker.refine`` times (detector boxes are cut differently from the
     landmark-extent boxes models are trained on); ``step`` needs no refinement because the previous landmarks
-    already give a training-like box.
+    already give a training-like box, smoothed over time by ``crop_smoothing``.
     """
 
-    def __init__(self, landmarker: Landmarker) -> None:
+    def __init__(self, landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None) -> None:
         self.landmarker = landmarker
+        self.crop_smoothing = crop_smoothing or CropSmoothing()
         self.name = landmarker.name
         self.scheme = landmarker.scheme
         self.num_points = landmarker.num_points
@@ -84,7 +85,7 @@ class LandmarkerEngine:
     def step(self, image: np.ndarray, previous: Sequence[FaceEstimate]) -> list[FaceEstimate]:
         if not previous:
             return []
-        boxes = np.stack([p.extent for p in previous])
+        boxes = np.stack([self.crop_smoothing.next_box(p.box, p.extent) for p in previous])
         return self._run(image, boxes, 0)
 
     def reset(self, estimate: FaceEstimate) -> FaceEstimate:

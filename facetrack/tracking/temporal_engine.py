@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from facetrack.data.transforms import apply_affine, box_from_landmarks, invert_affine
+from facetrack.data.transforms import CropSmoothing, apply_affine, box_from_landmarks, invert_affine
 from facetrack.landmarker import Landmarker
 from facetrack.models.temporal.base import TemporalLandmarkModel, TemporalState
 from facetrack.tracking.engine import FaceEstimate, LandmarkerEngine, LandmarkEngine
@@ -26,11 +26,12 @@ class TemporalEngine:
     detector boxes are cut unlike training crops), then takes the first temporal step from the refined box.
     """
 
-    def __init__(self, landmarker: Landmarker) -> None:
+    def __init__(self, landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None) -> None:
         model = landmarker.model
         if not all(callable(getattr(model, name, None)) for name in ("init_state", "step", "decode")):
             raise TypeError(f"{type(model).__name__} is not a temporal model (needs init_state, step and decode)")
         self.landmarker = landmarker
+        self.crop_smoothing = crop_smoothing or CropSmoothing()
         self.model: Any = model
         self.name = landmarker.name
         self.scheme = landmarker.scheme
@@ -63,15 +64,15 @@ class TemporalEngine:
     def step(self, image: np.ndarray, previous: Sequence[FaceEstimate]) -> list[FaceEstimate]:
         if not previous:
             return []
-        boxes = np.stack([p.extent for p in previous])
+        boxes = np.stack([self.crop_smoothing.next_box(p.box, p.extent) for p in previous])
         return self._run(image, boxes, [p.state for p in previous])
 
     def reset(self, estimate: FaceEstimate) -> FaceEstimate:
         return FaceEstimate(estimate.landmarks, estimate.confidences, estimate.box, None)
 
 
-def engine_for(landmarker: Landmarker) -> LandmarkEngine:
+def engine_for(landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None) -> LandmarkEngine:
     """The engine a model needs: ``TemporalEngine`` for temporal models, ``LandmarkerEngine`` for the rest."""
     if isinstance(landmarker.model, TemporalLandmarkModel):
-        return TemporalEngine(landmarker)
-    return LandmarkerEngine(landmarker)
+        return TemporalEngine(landmarker, crop_smoothing)
+    return LandmarkerEngine(landmarker, crop_smoothing)

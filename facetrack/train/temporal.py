@@ -24,6 +24,7 @@ reductions, safetensors checkpoints, resume, ``metrics.csv`` -- is the per-frame
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -217,7 +218,7 @@ def build_clip_datasets(config: TemporalTrainConfig, model: Any, rle: Any = None
                                    ("val", val_source, data.clips.val_clips, data.seed + 1)):
         folder = root / name
         wanted = {"encoder_weights": str(encoder_card), "dataset": data.dataset, "root": str(data.root),
-                  "num_frames": data.clips.num_frames}
+                  "num_frames": data.clips.num_frames, "policy": json.loads(json.dumps(dataclasses.asdict(policy)))}
         try:
             meta = read_cache_meta(folder)
             stale = any(meta.get(k) != v for k, v in wanted.items()) or meta["clips"] != min(count, len(src)) \

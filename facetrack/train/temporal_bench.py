@@ -7,7 +7,8 @@ pseudo-videos made from identities never used in training (``load_shared300w(roo
 same scoring code as ``facetrack evaluate --video --dataset pseudo``. The held-out clips are written once in
 the 300VW layout (``write_clip``), so any row can be re-scored from its ``landmarks.csv`` with the CLI.
 
-Studies resume: rows already in ``results.json`` are skipped, each row's training resumes from its
+Every study also scores the per-frame encoder itself, tracked the same way (row ``per-frame encoder``): the
+reference a temporal model has to beat. Studies resume: rows already in ``results.json`` are skipped, each row's training resumes from its
 ``last`` checkpoint, and the table is rewritten after every row. The model scored is the *last* epoch's (no
 checkpoint selection on the validation pseudo-videos, whose identities are those of the test clips).
 """
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+PER_FRAME = "per-frame encoder"  # the reference row of every study: the encoder alone, no temporal head
 
 
 @dataclass
@@ -50,10 +53,14 @@ class StudySettings:
 
     def key(self) -> str:
         """Identifies the data a cache was built for (encoder file and clip settings)."""
+        from dataclasses import asdict
+
+        from facetrack.data.sequences import TrackerCropPolicy
+
         enc = Path(self.encoder)
         stamp = f"{enc.resolve()}:{enc.stat().st_mtime_ns if enc.exists() else 0}"
         text = json.dumps([stamp, self.root, self.train_clips, self.clip_frames, self.val_clips, self.seed,
-                           self.video_size])
+                           self.video_size, asdict(TrackerCropPolicy())])
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -127,6 +134,7 @@ def run_study(settings: StudySettings, rows: dict[str, dict[str, Any]], title: s
     import torch
 
     from facetrack.models.hub import load_model
+    from facetrack.train.config import DataSection
     from facetrack.train.temporal import train_temporal
     from facetrack.video_evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
 
@@ -142,6 +150,19 @@ def run_study(settings: StudySettings, rows: dict[str, dict[str, Any]], title: s
     results.setdefault("rows", {})
     clips = write_heldout_clips(settings)
     truth = {"pseudo": load_pseudo_truth(clips)}
+    if PER_FRAME not in results["rows"]:  # the per-frame encoder itself, tracked the same way: the reference
+        tracks = work / "tracks" / "per_frame"
+        start = time.perf_counter()
+        track_heldout(load_model(settings.encoder), clips, tracks, DataSection.crop_scale)
+        track_s = time.perf_counter() - start
+        column = evaluate_videos({PER_FRAME: tracks}, truth, VideoSettings("pseudo", str(clips)))["methods"][
+            PER_FRAME]["columns"]["pseudo"]
+        column.pop("per_video", None)
+        results["rows"] = {PER_FRAME: {"model": {"encoder": settings.encoder}, "column": column, "train_seconds": 0.0,
+                                       "track_seconds": track_s, "frames": column["frames"],
+                                       "final_val_nrmse": math.nan, "run": "", "tracks": str(tracks)},
+                           **results["rows"]}
+        results_path.write_text(json.dumps(results, indent=1, default=_json_default), encoding="utf-8")
     for name, model_config in rows.items():
         if name in results["rows"]:
             log.info("%s: done already (in %s)", name, results_path)
@@ -181,9 +202,12 @@ def _json_default(value: Any) -> Any:
 def _settings_record(settings: StudySettings) -> dict[str, Any]:
     from dataclasses import asdict
 
+    from facetrack.data.sequences import TrackerCropPolicy
+
     record = asdict(settings)
     record.pop("work")
     record.pop("threads")
+    record["crop_policy"] = asdict(TrackerCropPolicy())  # training crops and (its smoothing) tracking crops
     record["key"] = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:10]
     return record
 

@@ -17,7 +17,7 @@ from facetrack.data.sequences import (
     read_cache_meta,
 )
 from facetrack.data.synthetic import PseudoVideoConfig
-from facetrack.data.transforms import apply_affine, box_from_landmarks, crop_matrix, invert_affine
+from facetrack.data.transforms import CropSmoothing, apply_affine, box_from_landmarks, crop_matrix, invert_affine
 from facetrack.errors import DataError
 
 F = 48
@@ -68,7 +68,7 @@ def test_item_layout(tmp_path, rng, codec):
 
 def test_crop_t_comes_from_landmarks_of_t_minus_1(tmp_path, rng, codec):
     exact = TrackerCropPolicy(crop_scale=1.3, init_shift=0.0, init_scale=(1.0, 1.0), offset_sd=0.0, scale_sd=0.0,
-                              point_sd=0.0)
+                              point_sd=0.0, smoothing_centre=1.0, smoothing_size=1.0)
     item = dataset(tmp_path, rng, codec, exact)[1]
     gt, mats = item["landmarks"].numpy(), item["matrix"].numpy()
     np.testing.assert_allclose(mats[0], crop_matrix(box_from_landmarks(gt[0]), F, 1.3))
@@ -76,6 +76,21 @@ def test_crop_t_comes_from_landmarks_of_t_minus_1(tmp_path, rng, codec):
         np.testing.assert_allclose(mats[t], crop_matrix(box_from_landmarks(gt[t - 1]), F, 1.3))
         # ... and not from frame t's own landmarks: the face moves between frames.
     assert not np.allclose(mats[2], crop_matrix(box_from_landmarks(gt[2]), F, 1.3))
+
+
+def test_training_crops_follow_the_trackers_crop_smoothing(rng):
+    policy = TrackerCropPolicy(crop_scale=1.3, init_shift=0.0, init_scale=(1.0, 1.0), offset_sd=0.0, scale_sd=0.0,
+                               point_sd=0.0, smoothing_centre=0.5, smoothing_size=0.3)
+    gt = 60 + 20 * rng.random((1, 68, 2)) + np.arange(6)[:, None, None] * np.array([1.5, -0.5])
+    mats = policy.matrices(gt, F, np.random.default_rng(0))
+    first = box_from_landmarks(gt[0])
+    centre, half = first.reshape(2, 2).mean(0), np.ptp(gt[0], axis=0).max() / 2
+    crop_box = np.concatenate([centre - half, centre + half])  # frame 0's crop as a box crop_matrix would cut
+    np.testing.assert_allclose(mats[0], crop_matrix(crop_box, F, 1.3))
+    for t in range(1, len(gt)):
+        crop_box = CropSmoothing(policy.smoothing_centre, policy.smoothing_size).next_box(crop_box,
+                                                                                       box_from_landmarks(gt[t - 1]))
+        np.testing.assert_allclose(mats[t], crop_matrix(crop_box, F, 1.3))
 
 
 def test_tracker_error_is_an_ar1_offset_of_the_given_size(rng):

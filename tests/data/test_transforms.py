@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facetrack.data.transforms import (Augmenter, apply_affine, box_from_landmarks, crop_for_inference, crop_matrix,
+from facetrack.data.transforms import (Augmenter, CropSmoothing, apply_affine, box_from_landmarks, crop_for_inference, crop_matrix,
                                        invert_affine, warp)
 from facetrack.io.pts import read_pts
 from facetrack.schemes import get_scheme
@@ -50,6 +50,21 @@ def test_box_from_landmarks_ignores_missing_points_and_batches():
         box_from_landmarks(np.full((3, 2), np.nan))
     with pytest.raises(ValueError):
         box_from_landmarks(np.zeros((3, 3)))
+
+
+def test_crop_smoothing_averages_small_moves_and_follows_large_ones():
+    old = np.array([100.0, 100.0, 200.0, 200.0])
+    small = old + np.array([2.0, 0.0, 2.0, 4.0])  # moved 2.8% of the side (weight 0.5), grew 4% (weight 0.4)
+    box = CropSmoothing(centre=0.5, size=0.3, follow=0.1).next_box(old, small)
+    np.testing.assert_allclose(0.5 * (box[:2] + box[2:]), [151.0, 151.0])  # halfway to the new centre (152, 152)
+    np.testing.assert_allclose(box[2:] - box[:2], 0.4 * (small[2:] - small[:2]) + 0.6 * 100.0)
+    large = old + 30.0  # moved 42% of the side in one frame: followed at once
+    np.testing.assert_allclose(CropSmoothing().next_box(old, large), large)
+    np.testing.assert_allclose(CropSmoothing(1.0, 1.0).next_box(old, small), small)  # the raw policy
+    np.testing.assert_allclose(CropSmoothing().next_box(np.full(4, np.nan), small), small)  # no previous crop
+    for bad in ({"centre": 0.0}, {"size": 1.5}, {"follow": 0.0}):
+        with pytest.raises(ValueError, match="crop smoothing"):
+            CropSmoothing(**bad)
 
 
 def test_crop_matrix_geometry():

@@ -17,7 +17,8 @@ def test_start_refines_detector_box_and_step_follows(fakes):
     moved = fakes.draw_frame((300, 200), [(108, 94, 30)])
     (nxt,) = engine.step(moved, [est])
     np.testing.assert_allclose(nxt.extent, fakes.blob_box(108, 94, 30), atol=1.5)
-    np.testing.assert_allclose(nxt.box, est.extent)  # the crop came from the previous landmarks
+    # the crop came from the previous landmarks, through the crop smoothing
+    np.testing.assert_allclose(nxt.box, engine.crop_smoothing.next_box(est.box, est.extent))
     assert engine.step(moved, []) == [] and engine.start(moved, np.zeros((0, 4))) == []
 
 

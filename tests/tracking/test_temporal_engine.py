@@ -74,8 +74,9 @@ def test_engine_steps_equal_the_clip_forward_on_its_crops(rng):
         expected = apply_affine(coords[0, t].numpy().astype(np.float64), invert_affine(matrices[t][0]))
         np.testing.assert_allclose(estimate.landmarks, expected, atol=1e-3)
         np.testing.assert_allclose(estimate.confidences, conf[0, t].numpy(), atol=1e-5)
-        if t:  # each crop comes from the previous frame's landmark extent
-            np.testing.assert_allclose(estimate.box, history[t - 1].extent)
+        if t:  # each crop comes from the previous frame's crop and landmark extent
+            previous = history[t - 1]
+            np.testing.assert_allclose(estimate.box, engine.crop_smoothing.next_box(previous.box, previous.extent))
     assert history[-1].state.batch == 1
 
 
@@ -105,7 +106,8 @@ def test_reset_drops_the_history(rng):
     assert reset.state is None and np.array_equal(reset.landmarks, est[0].landmarks)
     fresh = engine.step(frames[2], [reset])[0]
     carried = engine.step(frames[2], est)[0]
-    started = engine.start(frames[2], [est[0].extent])[0]  # refine=0: one step from an empty history
+    box = engine.crop_smoothing.next_box(reset.box, reset.extent)
+    started = engine.start(frames[2], [box])[0]  # refine=0: one step from an empty history
     np.testing.assert_allclose(fresh.landmarks, started.landmarks, atol=1e-6)
     assert np.abs(fresh.landmarks - carried.landmarks).max() > 1e-6
 
