@@ -13,6 +13,8 @@ reductions, safetensors checkpoints, resume, ``metrics.csv`` -- is the per-frame
 - Loss (Eq. 7 of 1DFormer): L_h + lambda_c L_c for the first half of the epochs, L_h alone after. L_c needs
   ``data.confidence_labels``; without it L_c is off for the whole run (the card says so), and the confidence
   branches learn only through the attention they gate.
+- ``optim.jitter_weight`` > 0 adds ``jitter_loss`` (FHR's e3 jitter of the prediction's error, in frame space) to
+  Eq. 7: our addition, off by default and recorded in the card.
 - ``data.clips.feature_cache``: frozen-encoder training. The encoder runs once over a fixed set of clips and
   the head trains on the stored features (minutes on a CPU). The encoder is then *not* fine-tuned, a
   deviation from the paper's end-to-end training that the card records.
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from facetrack.errors import DataError
-from facetrack.train.config import DataSection, ModelSection, TrainConfig
+from facetrack.train.config import DataSection, ModelSection, OptimSection, TrainConfig
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -82,11 +84,20 @@ class TemporalDataSection(DataSection):
 
 
 @dataclass
+class TemporalOptimSection(OptimSection):
+    """``jitter_weight``: weight of a training-only jitter loss (``jitter_loss``) added to Eq. 7; 0: the paper's
+    loss alone."""
+
+    jitter_weight: float = 0.0
+
+
+@dataclass
 class TemporalTrainConfig(TrainConfig):
     """A recipe for a temporal model (see the module docstring)."""
 
     model: TemporalModelSection = field(default_factory=TemporalModelSection)
     data: TemporalDataSection = field(default_factory=TemporalDataSection)
+    optim: TemporalOptimSection = field(default_factory=TemporalOptimSection)
 
 
 def is_temporal_recipe(raw: dict[str, Any]) -> bool:
@@ -266,6 +277,46 @@ class _Subset:
         return getattr(self.dataset, name)
 
 
+# ---------------------------------------------------------------------------------------------- loss
+
+
+def jitter_loss(model: Any, outputs: dict[str, Tensor], matrix: Tensor, landmarks: Tensor) -> Tensor:
+    """FHR's jitter (e3) as a loss: the second difference over time of the prediction's error, in frame space.
+
+    Coordinates are the soft-argmax of each axis' heatmap (differentiable), mapped from every frame's crop to
+    the frame by the inverse of its crop ``matrix`` (B, T, 2, 3); the error against the GT ``landmarks``
+    (B, T, N, 2) is scaled back to crop pixels, and ``e_t - (e_t-1 + e_t+1) / 2`` is the part of the prediction's
+    frame-to-frame motion that the face did not make. Squared, summed over points and axes, mean over frames.
+    Why a loss of its own: the heatmap loss scores every frame alone and is blind to the crop moving under it,
+    which is exactly the tracker's jitter. Missing GT points are left out.
+    """
+    import torch
+
+    from facetrack.codecs.heatmap1d import bins_to_pixels
+
+    hx, hy = model.heatmaps(outputs)
+    bins = torch.arange(hx.shape[-1], dtype=hx.dtype, device=hx.device)
+
+    def centre(h: Tensor) -> Tensor:
+        p = h.clamp_min(0)
+        return (p * bins).sum(-1) / p.sum(-1).clamp_min(1e-12)
+
+    ratio = model.codec.ratio
+    crop = torch.stack([bins_to_pixels(centre(hx), ratio), bins_to_pixels(centre(hy), ratio)], -1)  # (B, T, N, 2)
+    m = matrix.to(crop)
+    a, t = m[..., :2], m[..., 2]
+    frame = torch.linalg.solve(a[:, :, None], (crop - t[:, :, None])[..., None])[..., 0]
+    zoom = a.det().abs().sqrt()[:, :, None, None]
+    gt = landmarks.to(crop)
+    known = torch.isfinite(gt).all(-1, keepdim=True)
+    err = torch.where(known, (frame - torch.nan_to_num(gt)) * zoom, torch.zeros_like(frame))
+    if err.shape[1] < 3:
+        return err.new_zeros(())
+    d2 = err[:, 1:-1] - 0.5 * (err[:, :-2] + err[:, 2:])
+    usable = known[:, 1:-1] & known[:, :-2] & known[:, 2:]
+    return (d2.pow(2) * usable).sum((-1, -2)).mean()
+
+
 # ---------------------------------------------------------------------------------------------- module
 
 
@@ -302,7 +353,11 @@ def _module_class() -> type:
             return targets
 
         def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-            loss = self.model.loss(self._outputs(batch), self._targets(batch))
+            outputs = self._outputs(batch)
+            loss = self.model.loss(outputs, self._targets(batch))
+            weight = getattr(self.optim, "jitter_weight", 0.0)
+            if weight > 0:
+                loss = loss + weight * jitter_loss(self.model, outputs, batch["matrix"], batch["landmarks"])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.current_epoch}, "
                                          f"batch {batch_idx} (lower optim.lr?)")
@@ -389,12 +444,16 @@ def train_temporal(config: TemporalTrainConfig, resume: bool | None = None) -> d
     lc = (f"Eq. 7: L_h + {model.lambda_c} L_c for epochs < {t.max_epochs / 2:g}, L_h after; c* from RLE model "
           f"{config.data.confidence_labels}") if rle is not None and getattr(model, "lambda_c", 0) > 0 else \
         "L_c off (no data.confidence_labels): L_h only; confidence branches trained only through the attention"
+    if config.optim.jitter_weight > 0:
+        lc += f"; + {config.optim.jitter_weight:g} x jitter_loss (second difference of the error in frame space)"
 
     def card() -> dict[str, Any]:
         return {
             "name": config.name,
             "crop": {"scale": config.data.crop_scale, "box": "landmark_extent", "square": True,
-                     "tracking": "frame t cropped around the landmarks of frame t-1"},
+                     "tracking": "frame t cropped around the landmarks of frame t-1, the crop box smoothed over "
+                                 "time (facetrack.data.transforms.CropSmoothing)",
+                     "training_policy": dataclasses.asdict(_policy(config.data, config.source))},
             "training": {
                 "recipe": config.to_dict(), "recipe_path": config.source,
                 "encoder_weights": config.model.encoder_weights or None,

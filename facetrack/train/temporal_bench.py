@@ -47,6 +47,7 @@ class StudySettings:
     epochs: int = 4
     batch_size: int = 8
     lr: float = 1e-3
+    jitter_weight: float = 0.0
     threads: int = 0
     seed: int = 0
     video_size: int = 256
@@ -102,7 +103,8 @@ def row_recipe(settings: StudySettings, name: str, model_config: dict[str, Any])
                            "cache_clips": settings.train_clips,
                            "video": {"size": [settings.video_size, settings.video_size]},
                            "feature_cache": str(Path(settings.cache) / f"features_{settings.key()}")}},
-        "optim": {"lr": settings.lr, "batch_size": settings.batch_size, "schedule": "cosine", "min_lr_ratio": 0.05},
+        "optim": {"lr": settings.lr, "batch_size": settings.batch_size, "schedule": "cosine", "min_lr_ratio": 0.05,
+                  "jitter_weight": settings.jitter_weight},
         "trainer": {"max_epochs": settings.epochs, "accelerator": "cpu", "out": str(Path(settings.work) / "rows" / safe),
                     "threads": settings.threads, "progress_bar": False, "resume": "auto", "num_workers": 0,
                     "seed": settings.seed},
@@ -110,8 +112,9 @@ def row_recipe(settings: StudySettings, name: str, model_config: dict[str, Any])
     return config_from_dict(data, f"<{name}>")
 
 
-def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float) -> None:
-    """Closed-loop tracking of every held-out clip; one ``landmarks.csv`` per clip, as ``facetrack track``."""
+def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float, crop_smoothing: Any = None) -> None:
+    """Closed-loop tracking of every held-out clip; one ``landmarks.csv`` per clip, as ``facetrack track``
+    (``crop_smoothing``: the tracker's crop policy, ``CropSmoothing()`` by default)."""
     from facetrack.data.sample import read_image
     from facetrack.data.transforms import box_from_landmarks
     from facetrack.io.pts import read_pts
@@ -121,7 +124,8 @@ def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float) -> None
     for clip in sorted(p for p in clips.iterdir() if (p / "annot").is_dir()):
         images = sorted((clip / "imgs").iterdir())
         first = read_pts(clip / "annot" / "000001.pts")
-        pred, conf = track_clip(model, (read_image(p) for p in images), box_from_landmarks(first), crop_scale)
+        pred, conf = track_clip(model, (read_image(p) for p in images), box_from_landmarks(first), crop_scale,
+                                crop_smoothing)
         target = out / clip.name / "landmarks.csv"
         with LandmarksCSVWriter(target, pred.shape[1]) as writer:
             for t, (pts, c) in enumerate(zip(pred, conf)):
@@ -224,6 +228,7 @@ def write_table(results: dict[str, Any], title: str, path: Path) -> str:
              f"in training (load_shared300w val split), tracked closed-loop from the GT box of frame 0. Training: "
              f"frozen encoder `{s['encoder']}`, {s['train_clips']} cached clips of {s['clip_frames']} frames from the "
              f"training identities, {s['epochs']} epochs, Adam lr {s['lr']} (cosine), batch {s['batch_size']}, "
+             + (f"jitter loss weight {s['jitter_weight']:g}, " if s.get("jitter_weight") else "") +
              f"seed {s['seed']}. The last epoch's model is scored. NRMSE: inter-ocular (outer corners) %, per video "
              "then over videos; N/frame: frame-pooled. e3/e4: FHR stability jitter (% of face size), GT floor "
              "e3 = " + _f(next((r["column"]["gt_e3_jitter"] for r in results["rows"].values()), None)) +
@@ -261,6 +266,8 @@ def add_arguments(parser: Any, work: str, epochs: int = 4) -> None:
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--jitter-weight", type=float, default=0.0,
+                        help="weight of the training-only jitter loss (facetrack.train.temporal.jitter_loss)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true",
@@ -277,7 +284,7 @@ def settings_from_args(args: Any) -> StudySettings:
         encoder=args.encoder, root=args.root, cache=args.cache, work=args.work, preset=args.preset,
         train_clips=args.train_clips, clip_frames=args.clip_frames, val_clips=args.val_clips,
         test_clips=args.test_clips, test_frames=args.test_frames, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, threads=args.threads, seed=args.seed)
+        lr=args.lr, jitter_weight=args.jitter_weight, threads=args.threads, seed=args.seed)
     if args.smoke:
         if args.work == parser_default_work(args):
             settings.work = args.work + "_smoke"

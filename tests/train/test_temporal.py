@@ -94,7 +94,7 @@ def test_frozen_encoder_training_on_the_feature_cache(tmp_path, w300_root):
     save_model(encoder, tmp_path / "encoder", {"name": "tiny"})
     cache = tmp_path / "cache"
     path = recipe(tmp_path, w300_root, **{"model.encoder_weights": str(tmp_path / "encoder.safetensors"),
-                                          "data.clips.feature_cache": str(cache)})
+                                          "data.clips.feature_cache": str(cache), "optim.jitter_weight": 0.5})
     assert main(["train", str(path)]) == 0
     assert (cache / "train" / "cache.json").is_file() and (cache / "val" / "sx.npy").is_file()
     assert np.load(cache / "train" / "sx.npy", mmap_mode="r").shape[:2] == (4, 3)
@@ -107,7 +107,40 @@ def test_frozen_encoder_training_on_the_feature_cache(tmp_path, w300_root):
         torch.testing.assert_close(model.encoder.state_dict()[key], value)
     from facetrack.models.hub import read_card
 
-    assert "frozen" in read_card(tmp_path / "run" / "last.json")["training"]["encoder"]
+    card = read_card(tmp_path / "run" / "last.json")
+    assert "frozen" in card["training"]["encoder"] and "0.5 x jitter_loss" in card["training"]["loss"]
+    assert card["crop"]["training_policy"]["smoothing_centre"] == 0.5
+
+
+def test_jitter_loss_sees_only_motion_the_face_did_not_make():
+    from facetrack.data.transforms import apply_affine, crop_matrix
+    from facetrack.models.registry import build_model
+    from facetrack.train.temporal import jitter_loss
+
+    model = build_model("1dformer", encoder=copy.deepcopy(TINY_ENCODER), **TINY_1DFORMER)
+    rng = np.random.default_rng(0)
+    t_len, size = 6, model.input_size
+    gt = 40 + 20 * rng.random((1, 68, 2)) + np.arange(t_len)[:, None, None] * np.array([1.0, 0.5])  # moving face
+    boxes = [np.array([36.0, 36.0, 66.0, 66.0]) + rng.normal(0, 1, 4) for _ in range(t_len)]  # crops that jitter
+    mats = np.stack([crop_matrix(b, size, 1.25) for b in boxes])
+
+    def outputs(shift_bins: float) -> dict[str, torch.Tensor]:
+        crop = np.stack([apply_affine(gt[t], mats[t]) for t in range(t_len)])  # exact predictions in each crop
+        targets = [model.encode_targets(c + (shift_bins / model.codec.ratio) * (t % 2), None) for t, c in
+                   enumerate(crop)]
+        hx, hy = (torch.tensor(np.stack([x[k] for x in targets]))[None] for k in ("hx", "hy"))
+        if model.encoder.loss_type == "kl":  # outputs are logits
+            hx, hy = hx.clamp_min(1e-6).log(), hy.clamp_min(1e-6).log()
+        return {"hx": hx.requires_grad_(), "hy": hy}
+
+    args = (torch.tensor(mats)[None], torch.tensor(gt)[None])
+    steady = jitter_loss(model, outputs(0.0), *args)
+    assert float(steady) < 1e-2  # the face's own motion and the crops' motion cost nothing
+    jittery = outputs(1.5)  # every other frame off by 1.5 bins
+    loss = jitter_loss(model, jittery, *args)
+    assert float(loss) > 100 * float(steady) + 0.1
+    loss.backward()
+    assert jittery["hx"].grad is not None and jittery["hx"].grad.abs().sum() > 0
 
 
 def test_encoder_weights_must_be_an_aohr(tmp_path, w300_root):

@@ -1,0 +1,102 @@
+"""The tracker's crop policy on held-out pseudo-videos: how the next crop follows the landmarks, per model.
+
+Every model is tracked closed-loop (frame 0 from the GT box, then its own crops) on the held-out pseudo-videos of
+``benchmarks/ablation.py`` (identities never used in training, written once under ``--cache``), with each crop
+policy: ``raw`` (the crop is cut around the previous frame's landmark box) and ``CropSmoothing`` settings
+``centre,size,follow`` (``facetrack.data.transforms.CropSmoothing``). Scored with the code of
+``facetrack evaluate --video``: NRMSE and the FHR jitter e3.
+
+    python benchmarks/crop_policy.py --models aohr-68 1dformer-68 --policies raw 0.5,0.3,0.1 0.5,0.3,1e9
+
+Writes ``benchmarks/results/crop_policy.md`` and ``<work>/results.json`` (finished cells are skipped on a re-run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+
+def parse_policy(text: str):  # -> CropSmoothing
+    from facetrack.data.transforms import CropSmoothing
+
+    if text == "raw":
+        return CropSmoothing(1.0, 1.0)
+    try:
+        values = [float(v) for v in text.split(",")]
+        return CropSmoothing(*values)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"crop_policy.py: bad policy {text!r} (raw or centre,size[,follow]): {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from facetrack.models.hub import load_model
+    from facetrack.train.temporal_bench import StudySettings, track_heldout, write_heldout_clips
+    from facetrack.video_evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["aohr-68", "1dformer-68"], help="names or weight files")
+    parser.add_argument("--policies", nargs="+", default=["raw", "0.5,0.3,0.1"],
+                        help="raw, or centre,size[,follow] weights of CropSmoothing")
+    parser.add_argument("--root", default="../shared/data/300w", help="the shared 300-W crops")
+    parser.add_argument("--cache", default="runs/temporal_cache", help="held-out clips (shared with ablation.py)")
+    parser.add_argument("--work", default="runs/crop_policy", help="tracks and results.json (resume point)")
+    parser.add_argument("--test-clips", type=int, default=24)
+    parser.add_argument("--test-frames", type=int, default=75)
+    parser.add_argument("--crop-scale", type=float, default=1.25)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/results/crop_policy.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    policies = {text: parse_policy(text) for text in args.policies}
+
+    settings = StudySettings(encoder="", root=args.root, cache=args.cache, test_clips=args.test_clips,
+                             test_frames=args.test_frames)
+    clips = write_heldout_clips(settings)
+    truth = {"pseudo": load_pseudo_truth(clips)}
+    work = Path(args.work)
+    results_path = work / "results.json"
+    results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
+    for model_name in args.models:
+        model = load_model(model_name)
+        for text, policy in policies.items():
+            key = f"{model_name} | {text}"
+            if key in results:
+                continue
+            tracks = work / "tracks" / f"{Path(model_name).stem}_{text.replace(',', '_')}"
+            start = time.perf_counter()
+            track_heldout(model, clips, tracks, args.crop_scale, policy)
+            seconds = time.perf_counter() - start
+            column = evaluate_videos({key: tracks}, truth, VideoSettings("pseudo", str(clips)))["methods"][key][
+                "columns"]["pseudo"]
+            column.pop("per_video", None)
+            results[key] = {"model": model_name, "policy": text, "column": column, "seconds": seconds}
+            work.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
+            logging.info("%s: NRMSE %.3f%%, e3 %.3f%%", key, column["nrmse_per_video_mean"], column["e3_jitter"])
+    lines = ["# Tracking crop policy on held-out pseudo-videos", "",
+             f"{args.test_clips} clips x {args.test_frames} frames of identities never used in training, tracked "
+             "closed-loop from the GT box of frame 0. Policy `raw`: each crop around the previous frame's landmark "
+             "box; `c,s,f`: `CropSmoothing(centre=c, size=s, follow=f)`. NRMSE: inter-ocular %, per video then over "
+             "videos; e3/e4: FHR jitter (% of face size); e1: delay (frames).",
+             f"Command: `python benchmarks/crop_policy.py --models {' '.join(args.models)} "
+             f"--policies {' '.join(args.policies)}`", "",
+             "| model | policy | NRMSE % | e3 % | e4 % | e1 |", "|---|---|---|---|---|---|"]
+    for row in results.values():
+        c = row["column"]
+        lines.append(f"| {row['model']} | {row['policy']} | {c['nrmse_per_video_mean']:.3f} | {c['e3_jitter']:.3f} "
+                     f"| {c['e4_jitter_velocity_invariant']:.3f} | {c['e1_delay']:.3f} |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
