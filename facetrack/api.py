@@ -54,11 +54,11 @@ class Face:
 
 
 def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu", default: str = "DEFAULT_MODEL",
-                   runtime: str = "auto") -> Any:
+                   runtime: str = "auto", flip: bool = False) -> Any:
     """A landmark engine from an engine, a ``Landmarker``, a ``LandmarkModel``, a weights name or path.
 
     ``None`` means the packaged model named by ``facetrack.models.<default>`` (``DEFAULT_MODEL`` for stills,
-    ``DEFAULT_TRACKER`` for video). ``runtime`` is the Landmarker's ("auto": onnxruntime on the CPU when possible).
+    ``DEFAULT_TRACKER`` for video). ``runtime`` and ``flip`` (test-time flip averaging) are the Landmarker's.
     """
     from facetrack.landmarker import Landmarker
     from facetrack.models.base import LandmarkModel
@@ -75,7 +75,7 @@ def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu",
         if model is None:
             raise ModelError("no default landmark model is packaged yet: pass model=<weights name or path>")
     if isinstance(model, (LandmarkModel, str, Path)):
-        return engine_for(Landmarker(model, refine=refine, device=device, runtime=runtime))
+        return engine_for(Landmarker(model, refine=refine, device=device, runtime=runtime, flip=flip))
     raise ModelError(f"cannot use {type(model).__name__} as a landmark model")
 
 
@@ -147,15 +147,17 @@ class Tracker:
     ``model``: weights name/path, ``LandmarkModel``, ``Landmarker`` or engine (default: the packaged model);
     ``detector``: detector name or object with ``detect``; ``detect_every``: also detect every N frames to pick
     up faces that enter (0 = only when a face is lost or none is tracked); ``smoothing``: True or one-euro
-    parameters for live use (off by default). Remaining keywords go to ``TrackerConfig``.
+    parameters for live use (off by default); ``flip``: test-time flip averaging (per-frame models only).
+    Remaining keywords go to ``TrackerConfig``.
     """
 
     def __init__(self, model: Any = None, detector: Any = None, detect_every: int = 0, max_faces: int = 1,
                  smoothing: bool | dict[str, float] | None = None, validator: Any = "default", refine: int = REFINE,
-                 device: str = "cpu", runtime: str = "auto", **config: Any) -> None:
+                 device: str = "cpu", runtime: str = "auto", flip: bool = False, **config: Any) -> None:
         self.config = TrackerConfig(detect_every=detect_every, max_faces=max_faces,
                                     smoothing=_smoothing_params(smoothing), **config)
-        self.engine = resolve_engine(model, refine=refine, device=device, default="DEFAULT_TRACKER", runtime=runtime)
+        self.engine = resolve_engine(model, refine=refine, device=device, default="DEFAULT_TRACKER", runtime=runtime,
+                                     flip=flip)
         self.detector = resolve_detector(detector)
         self.validator = resolve_validator(validator)
         self.stats = TrackerStats()
@@ -203,12 +205,12 @@ class Detector:
     """Landmarks of every face in a still image: ``Detector(model=...)(image) -> list[Face]``.
 
     ``image`` is a BGR array (any dtype/channels ``to_bgr8`` accepts) or an image path. Faces come largest
-    first; ``max_faces`` (0 = all) keeps the largest ones.
+    first; ``max_faces`` (0 = all) keeps the largest ones; ``flip``: test-time flip averaging (the Landmarker's).
     """
 
     def __init__(self, model: Any = None, detector: Any = None, max_faces: int = 0, refine: int = REFINE,
-                 min_face: float = 0.0, device: str = "cpu", runtime: str = "auto") -> None:
-        self.engine = resolve_engine(model, refine=refine, device=device, runtime=runtime)
+                 min_face: float = 0.0, device: str = "cpu", runtime: str = "auto", flip: bool = False) -> None:
+        self.engine = resolve_engine(model, refine=refine, device=device, runtime=runtime, flip=flip)
         self.detector = resolve_detector(detector)
         self.max_faces = int(max_faces)
         self.min_face = float(min_face)

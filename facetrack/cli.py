@@ -8,7 +8,7 @@ import sys
 
 from facetrack.errors import FacetrackError
 
-COMMANDS = ("detect", "track", "demo", "train", "evaluate", "export")
+COMMANDS = ("detect", "track", "demo", "train", "evaluate", "export", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,9 +12,11 @@ import cv2
 import numpy as np
 import torch
 
+from facetrack.calibration import card_offsets
 from facetrack.data.transforms import apply_affine, crop_matrix, invert_affine, warp
 from facetrack.models.base import LandmarkModel
 from facetrack.models.onnx_runtime import accelerate
+from facetrack.schemes import get_scheme
 
 # Re-crop passes on a fresh detection (see ``Landmarker``). Measured on the 202 held-out 300-W faces with the
 # default detector and aohr-68: NME 4.94 % with 1 pass, 4.84 % with 2, against 4.56 % from ground-truth boxes
@@ -32,10 +34,18 @@ class Landmarker:
 
     ``runtime``: "auto" runs the encoder with onnxruntime on the CPU when it can (same outputs to ~1e-6,
     about 1.5x faster at batch 1), "torch" keeps PyTorch, "onnx" insists (see ``facetrack.models.onnx_runtime``).
+
+    ``flip``: test-time flip augmentation: every crop also runs mirrored (one batch of 2K), and the mirrored
+    prediction, mapped back and re-ordered by the scheme's flip permutation, is averaged with the direct one.
+    Lower error for about 1.5x the time per face (benchmarks/README.md, "Flip consistency and calibration").
+
+    ``calibrate``: subtract the model card's per-landmark offsets for this mode (``facetrack.calibration``:
+    the mean residual on the training faces, in crop pixels), when the card has them.
     """
 
     def __init__(self, model: LandmarkModel | str | Path, crop_scale: float | None = None, refine: int = REFINE,
-                 device: str | torch.device = "cpu", runtime: str = "auto") -> None:
+                 device: str | torch.device = "cpu", runtime: str = "auto", flip: bool = False,
+                 calibrate: bool = True) -> None:
         if not isinstance(model, LandmarkModel):
             from facetrack.models.hub import load_model
 
@@ -50,6 +60,10 @@ class Landmarker:
         self.refine = int(refine)
         self.device = torch.device(device)
         self.name = str(card.get("name", model.arch))
+        self.flip = bool(flip)
+        self._flip_perm = torch.as_tensor(get_scheme(self.model.scheme).flip_perm, dtype=torch.long) if flip else None
+        offsets = card_offsets(card, self.model.num_points).get("flip" if flip else "plain") if calibrate else None
+        self.offsets = None if offsets is None else torch.as_tensor(offsets, dtype=torch.float32, device=self.device)
 
     @property
     def scheme(self) -> str:
@@ -71,10 +85,26 @@ class Landmarker:
     def predict_boxes(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks (K, N, 2) in image pixels and confidences (K, N) for K landmark-extent-like boxes."""
         tensor, matrices = self.crops(image, boxes)
-        coords, conf = self.model.predict(tensor)
+        coords, conf = self.predict_crops(tensor)
         coords_np = coords.cpu().numpy().astype(np.float64)
         points = np.stack([apply_affine(c, invert_affine(m)) for c, m in zip(coords_np, matrices)])
         return points, conf.cpu().numpy().astype(np.float64)
+
+
+    def predict_crops(self, crops: torch.Tensor, calibrated: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop-pixel landmarks (K, N, 2) and confidences (K, N) of model-input crops: with ``flip`` averaged with
+        the mirrored crops' predictions, then (``calibrated``) less the card's offsets."""
+        if self._flip_perm is None:
+            coords, conf = self.model.predict(crops)
+        else:
+            k = crops.shape[0]
+            both, conf2 = self.model.predict(torch.cat([crops, crops.flip(-1)]))
+            mirrored = both[k:, self._flip_perm].clone()
+            mirrored[..., 0] = (self.model.input_size - 1) - mirrored[..., 0]
+            coords, conf = 0.5 * (both[:k] + mirrored), 0.5 * (conf2[:k] + conf2[k:, self._flip_perm])
+        if calibrated and self.offsets is not None:
+            coords = coords - self.offsets.to(coords.dtype)
+        return coords, conf
 
 
 def draw_landmarks(image: np.ndarray, points: np.ndarray, edges: Sequence[tuple[int, int]] = (),

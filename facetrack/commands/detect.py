@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default=None, help="face detector name (default: the packaged default)")
     p.add_argument("--max-faces", type=int, default=0, help="keep at most K faces per image (0 = all)")
     p.add_argument("--refine", type=int, default=2, help="re-crop passes around the predicted landmarks (default 2)")
+    p.add_argument("--flip", action="store_true",
+                   help="test-time flip: average each face's prediction with its mirrored crop's (slower, lower error)")
     p.add_argument("--recursive", action="store_true", help="also look for images in sub-folders")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="landmark encoder runtime: onnxruntime on the CPU when possible (auto), or torch/onnx")
@@ -91,10 +93,10 @@ def run(args: argparse.Namespace) -> int:
     given_boxes = read_boxes(args.boxes) if args.boxes else None
     if given_boxes is None:  # the face detector supplies the boxes
         finder = Detector(model=args.model, detector=args.detector, max_faces=args.max_faces, refine=args.refine,
-                          runtime=args.runtime)
+                          runtime=args.runtime, flip=args.flip)
         engine = finder.engine
     else:  # ground-truth-box protocol: no face detection at all
-        engine = resolve_engine(args.model, refine=args.refine, runtime=args.runtime)
+        engine = resolve_engine(args.model, refine=args.refine, runtime=args.runtime, flip=args.flip)
     pred = Prediction(model=str(getattr(engine, "name", "")), scheme=str(engine.scheme))
     missing: list[str] = []
     for path in tqdm(images, desc="detect", unit="img"):

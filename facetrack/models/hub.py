@@ -60,7 +60,7 @@ def save_model(model: LandmarkModel, path: str | Path, card: dict[str, Any] | No
     return weights, card_path
 
 
-def _locate(name_or_path: str | Path) -> Path:
+def locate_card(name_or_path: str | Path) -> Path:
     """The model card for a file path, a path stem, or the name of a packaged weight file."""
     given = Path(name_or_path)
     stem = _stem(given)
@@ -94,7 +94,7 @@ def read_card(path: str | Path) -> dict[str, Any]:
 
 def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> LandmarkModel:
     """Rebuild the card's architecture and load its safetensors weights; refuses any mismatch. Eval mode."""
-    card_path = _locate(name_or_path)
+    card_path = locate_card(name_or_path)
     card = read_card(card_path)
     weights = card_path.parent / str(card.get("weights", card_path.with_suffix(".safetensors").name))
     if not weights.exists():

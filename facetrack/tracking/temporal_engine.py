@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from facetrack.data.transforms import CropSmoothing, apply_affine, box_from_landmarks, invert_affine
+from facetrack.errors import ModelError
 from facetrack.landmarker import Landmarker
 from facetrack.models.temporal.base import TemporalLandmarkModel, TemporalState
 from facetrack.tracking.engine import FaceEstimate, LandmarkerEngine, LandmarkEngine
@@ -74,5 +75,8 @@ class TemporalEngine:
 def engine_for(landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None) -> LandmarkEngine:
     """The engine a model needs: ``TemporalEngine`` for temporal models, ``LandmarkerEngine`` for the rest."""
     if isinstance(landmarker.model, TemporalLandmarkModel):
+        if landmarker.flip:
+            raise ModelError(f"{landmarker.name} is a temporal model: test-time flip is for per-frame models "
+                             "(a mirrored crop would need its own recurrent state)")
         return TemporalEngine(landmarker, crop_smoothing)
     return LandmarkerEngine(landmarker, crop_smoothing)

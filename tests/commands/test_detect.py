@@ -72,3 +72,33 @@ def test_detect_rejects_a_malformed_boxes_file(tmp_path, model_path, capsys):
                "--model", str(model_path), "--out", str(tmp_path / "p.json")])
     assert rc == 1
     assert "boxes.json" in capsys.readouterr().err
+
+
+def test_detect_flip_and_calibrate_round_trip(tmp_path, model_path):
+    """--flip changes the prediction; ``facetrack calibrate`` writes offsets into the card, which detect applies."""
+    from facetrack.io.pts import write_pts
+
+    paths = _images(tmp_path / "imgs")
+    rng = np.random.default_rng(3)
+    for p in paths:
+        write_pts(p.with_suffix(".pts"), rng.uniform(30, 100, (68, 2)))
+    root = tmp_path / "300W"  # the 300-W training folders, one face in each
+    for i, folder in enumerate(("afw", "helen/trainset", "lfpw/trainset")):
+        (root / folder).mkdir(parents=True)
+        cv2.imwrite(str(root / folder / f"f{i}.png"), rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+        write_pts(root / folder / f"f{i}.pts", rng.uniform(30, 100, (68, 2)))
+    boxes = {str(p): [[20, 20, 100, 100]] for p in paths}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    args = ["detect", str(tmp_path / "imgs"), "--boxes", str(tmp_path / "boxes.json"), "--model", str(model_path)]
+    assert main([*args, "--out", str(tmp_path / "plain.json")]) == 0
+    assert main([*args, "--out", str(tmp_path / "flip.json"), "--flip"]) == 0
+    plain = np.array(json.loads((tmp_path / "plain.json").read_text())["images"][0]["faces"][0]["landmarks"])
+    flip = np.array(json.loads((tmp_path / "flip.json").read_text())["images"][0]["faces"][0]["landmarks"])
+    assert plain.shape == flip.shape == (68, 2) and not np.allclose(plain, flip)
+
+    assert main(["calibrate", str(model_path), "--dataset", "300w", "--root", str(root), "--split", "train"]) == 0
+    card = json.loads(model_path.with_suffix(".json").read_text())
+    assert card["calibration"]["faces"] == 3 and set(card["calibration"]["offsets_px"]) == {"plain", "flip"}
+    assert main([*args, "--out", str(tmp_path / "calibrated.json")]) == 0
+    calibrated = np.array(json.loads((tmp_path / "calibrated.json").read_text())["images"][0]["faces"][0]["landmarks"])
+    assert not np.allclose(calibrated, plain)

@@ -153,3 +153,10 @@ def test_both_temporal_models_run_inside_the_tracker_from_weight_files(arch, fak
     assert len(results) == 8 and all(len(r.faces) == 1 for r in results)
     assert {r.faces[0].track_id for r in results} == {0}
     assert all(np.isfinite(r.faces[0].landmarks).all() and r.faces[0].landmarks.shape == (7, 2) for r in results)
+
+
+def test_flip_is_refused_for_temporal_models():
+    from facetrack.errors import ModelError
+
+    with pytest.raises(ModelError, match="temporal model"):
+        engine_for(Landmarker(tiny_former(), refine=0, flip=True))
