@@ -509,10 +509,11 @@ def track_clip(model: Any, frames: Any, first_box: np.ndarray, crop_scale: float
     """Track one face through ``frames`` (BGR images) with a landmark model: frame 0 is cropped from
     ``first_box`` (the GT-box protocol of FHR's evaluation), every later frame around the model's own landmarks
     of the frame before, smoothed by ``crop_smoothing`` (the tracker's crop policy; default ``CropSmoothing()``). A temporal model (``init_state``/``step``) keeps its state
-    over the clip; a per-frame model runs ``predict``. Returns landmarks (T, N, 2) in frame pixels and
-    confidences (T, N)."""
+    over the clip; a per-frame model runs ``predict``, less its card's plain calibration offsets as
+    ``Landmarker`` applies them. Returns landmarks (T, N, 2) in frame pixels and confidences (T, N)."""
     import torch
 
+    from facetrack.calibration import card_offsets
     from facetrack.data.transforms import (CropSmoothing, apply_affine, box_from_landmarks, crop_matrix,
                                            invert_affine, warp)
 
@@ -521,6 +522,7 @@ def track_clip(model: Any, frames: Any, first_box: np.ndarray, crop_scale: float
     size = int(model.input_size)
     streaming = hasattr(model, "init_state") and hasattr(model, "step")
     state = model.init_state(1) if streaming else None
+    offsets = None if streaming else card_offsets(getattr(model, "card", {}) or {}, model.num_points).get("plain")
     box = np.asarray(first_box, dtype=np.float64)
     points, confs = [], []
     with torch.no_grad():
@@ -533,7 +535,8 @@ def track_clip(model: Any, frames: Any, first_box: np.ndarray, crop_scale: float
                 coords, conf = model.decode(out)
             else:
                 coords, conf = model.predict(x)
-            pts = apply_affine(coords[0].double().numpy(), invert_affine(matrix))
+            crop_pts = coords[0].double().numpy() - (offsets if offsets is not None else 0.0)
+            pts = apply_affine(crop_pts, invert_affine(matrix))
             points.append(pts)
             confs.append(conf[0].double().numpy())
             box = smoothing.next_box(box, box_from_landmarks(pts))

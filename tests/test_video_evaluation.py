@@ -148,3 +148,23 @@ def test_missing_video_counts_all_frames_lost_and_merge(tmp_path, rng):
     other["methods"]["m"]["columns"] = {"TF": other["methods"]["m"]["columns"]["pseudo"]}
     table = format_video_table(merge_results([result, other]))
     assert "pseudo N" in table and "TF S" in table
+
+
+def test_track_clip_applies_the_per_frame_calibration(tiny_aohr_config):
+    import torch
+
+    from facetrack.models.registry import build_model
+    from facetrack.video_evaluation import track_clip
+
+    model = build_model("aohr", **tiny_aohr_config)
+    pts = torch.full((68, 2), 31.5)
+    pts[:, 0] += torch.linspace(-10, 10, 68)  # a face-like spread, so the crop follows a real landmark box
+    model.predict = lambda x: (pts.expand(x.shape[0], -1, -1).clone(), torch.ones(x.shape[0], 68))
+    frames = [np.zeros((200, 200, 3), np.uint8)] * 3
+    box = np.array([60.0, 60.0, 124.0, 124.0])  # crop side 80 image px for 64 crop px
+    raw, _ = track_clip(model, frames, box)
+    offsets = np.zeros((68, 2))
+    offsets[:, 1] = 1.0
+    model.card = {"calibration": {"offsets_px": {"plain": offsets.tolist()}}}
+    calibrated, _ = track_clip(model, frames, box)
+    np.testing.assert_allclose(raw[0] - calibrated[0], np.broadcast_to([0.0, 80 / 64], (68, 2)), atol=1e-6)
