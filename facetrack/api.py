@@ -54,11 +54,12 @@ class Face:
 
 
 def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu", default: str = "DEFAULT_MODEL",
-                   runtime: str = "auto", flip: bool = False) -> Any:
+                   runtime: str = "auto", flip: bool = False, calibrate: bool = True) -> Any:
     """A landmark engine from an engine, a ``Landmarker``, a ``LandmarkModel``, a weights name or path.
 
     ``None`` means the packaged model named by ``facetrack.models.<default>`` (``DEFAULT_MODEL`` for stills,
-    ``DEFAULT_TRACKER`` for video). ``runtime`` and ``flip`` (test-time flip averaging) are the Landmarker's.
+    ``DEFAULT_TRACKER`` for video). ``runtime``, ``flip`` (test-time flip averaging) and ``calibrate`` (the card's
+    offsets) are the Landmarker's.
     """
     from facetrack.landmarker import Landmarker
     from facetrack.models.base import LandmarkModel
@@ -75,7 +76,8 @@ def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu",
         if model is None:
             raise ModelError("no default landmark model is packaged yet: pass model=<weights name or path>")
     if isinstance(model, (LandmarkModel, str, Path)):
-        return engine_for(Landmarker(model, refine=refine, device=device, runtime=runtime, flip=flip))
+        return engine_for(Landmarker(model, refine=refine, device=device, runtime=runtime, flip=flip,
+                                     calibrate=calibrate))
     raise ModelError(f"cannot use {type(model).__name__} as a landmark model")
 
 
@@ -209,8 +211,10 @@ class Detector:
     """
 
     def __init__(self, model: Any = None, detector: Any = None, max_faces: int = 0, refine: int = REFINE,
-                 min_face: float = 0.0, device: str = "cpu", runtime: str = "auto", flip: bool = False) -> None:
-        self.engine = resolve_engine(model, refine=refine, device=device, runtime=runtime, flip=flip)
+                 min_face: float = 0.0, device: str = "cpu", runtime: str = "auto", flip: bool = False,
+                 calibrate: bool = True) -> None:
+        self.engine = resolve_engine(model, refine=refine, device=device, runtime=runtime, flip=flip,
+                                     calibrate=calibrate)
         self.detector = resolve_detector(detector)
         self.max_faces = int(max_faces)
         self.min_face = float(min_face)

@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--refine", type=int, default=2, help="re-crop passes around the predicted landmarks (default 2)")
     p.add_argument("--flip", action="store_true",
                    help="test-time flip: average each face's prediction with its mirrored crop's (slower, lower error)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="ignore the model card's calibration offsets (facetrack calibrate)")
     p.add_argument("--recursive", action="store_true", help="also look for images in sub-folders")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="landmark encoder runtime: onnxruntime on the CPU when possible (auto), or torch/onnx")
@@ -93,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
     given_boxes = read_boxes(args.boxes) if args.boxes else None
     if given_boxes is None:  # the face detector supplies the boxes
         finder = Detector(model=args.model, detector=args.detector, max_faces=args.max_faces, refine=args.refine,
-                          runtime=args.runtime, flip=args.flip)
+                          runtime=args.runtime, flip=args.flip,
+                          calibrate=not args.no_calibration)
         engine = finder.engine
     else:  # ground-truth-box protocol: no face detection at all
-        engine = resolve_engine(args.model, refine=args.refine, runtime=args.runtime, flip=args.flip)
+        engine = resolve_engine(args.model, refine=args.refine, runtime=args.runtime, flip=args.flip,
+                          calibrate=not args.no_calibration)
     pred = Prediction(model=str(getattr(engine, "name", "")), scheme=str(engine.scheme))
     missing: list[str] = []
     for path in tqdm(images, desc="detect", unit="img"):
