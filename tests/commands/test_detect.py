@@ -102,3 +102,6 @@ def test_detect_flip_and_calibrate_round_trip(tmp_path, model_path):
     assert main([*args, "--out", str(tmp_path / "calibrated.json")]) == 0
     calibrated = np.array(json.loads((tmp_path / "calibrated.json").read_text())["images"][0]["faces"][0]["landmarks"])
     assert not np.allclose(calibrated, plain)
+    assert main([*args, "--out", str(tmp_path / "raw.json"), "--no-calibration"]) == 0
+    raw = np.array(json.loads((tmp_path / "raw.json").read_text())["images"][0]["faces"][0]["landmarks"])
+    np.testing.assert_allclose(raw, plain, atol=1e-4)
