@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         "training": training,
         "evaluation": [_summary(_read_json(p)) for p in args.eval],
     }
+    if "calibration" in trained:  # per-landmark offsets measured on training faces (facetrack calibrate)
+        card["calibration"] = trained["calibration"]
     if args.speed is not None:
         card["speed"] = _read_json(args.speed)
     out = args.out or WEIGHTS_DIR
