@@ -9,12 +9,12 @@ from facetrack.models.base import LandmarkModel
 from facetrack.models.hub import load_model, save_model
 from facetrack.models.registry import build_model, list_models, register_model, register_preset
 
-# The packaged per-frame model that ``detect``, ``track`` and ``demo`` use when no --model is given
+# The packaged per-frame model that ``detect`` uses when no --model is given
 # (facetrack/weights/<name>.safetensors + .json).
 DEFAULT_MODEL = "aohr-68"
 # The packaged model ``track`` and ``demo`` (``facetrack.Tracker``) use when no --model is given: the 1DFormer on
-# top of aohr-68 (lower error and jitter on held-out pseudo-videos, 70-85 fps end to end with onnxruntime;
-# benchmarks/README.md).
+# the trackers' 128 px encoder (lower error and jitter than the per-frame models on held-out pseudo-videos, 64-77
+# fps end to end with onnxruntime; benchmarks/README.md, "The shipped trackers and their encoder").
 DEFAULT_TRACKER = "1dformer-68"
 
 __all__ = [
