@@ -209,6 +209,10 @@ class Augmenter:
     plane, applied as one 3x3 colour matrix. Blur: Gaussian with sigma ``~ U(blur_sigma)`` with ``blur_prob``.
     Occluders, with ``occlusion_prob``: one rotated rectangle or ellipse of a solid colour, smooth noise or a
     patch of the crop itself, covering up to ``occlusion_max_area`` of the face box, placed on the face.
+
+    ``mirror_offset``: where a dataset's annotations sit (x, y image pixels) right of / below the positions that
+    mirror exactly (the shared 300-W crops: about +0.7 px, ``benchmarks/flip_consistency.py``). A flipped crop's
+    labels then keep that convention instead of mirroring it, so flipped and unflipped crops agree.
     """
 
     out_size: int = 256
@@ -225,6 +229,7 @@ class Augmenter:
     blur_sigma: tuple[float, float] = (0.3, 1.5)
     occlusion_prob: float = 0.3
     occlusion_max_area: float = 0.3
+    mirror_offset: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         lo, hi = self.scale_range
@@ -261,6 +266,11 @@ class Augmenter:
             if order.shape != (len(points),):
                 raise ValueError(f"scheme.flip_perm has {order.size} entries for {len(points)} points")
         crop_points = apply_affine(points, matrix)[order]
+        if flip and any(self.mirror_offset):
+            # labels = truth + o: the unflipped crop asks for M(truth) + L o, so the flipped one must too
+            # (M_f(labels) holds L_f o, whose x is mirrored): add (L - L_f) o = (2 (L o)_x, 0).
+            unflipped = crop_matrix(bbox, self.out_size, scale, rotation, shift, False)
+            crop_points[:, 0] += 2.0 * float(unflipped[0, :2] @ np.asarray(self.mirror_offset, dtype=np.float64))
         occluded = np.zeros(len(points), dtype=bool)
         if rng.random() < self.occlusion_prob:
             face = box_from_landmarks(apply_affine(_box_corners(bbox), matrix))

@@ -28,6 +28,7 @@ class ModelSection:
 
     arch: str = "aohr_lite"
     config: dict[str, Any] = field(default_factory=dict)
+    init_weights: str = ""         # start from these weights (fine-tuning); the card must match arch and config
 
 
 # The defaults live in one place, the Augmenter; a recipe section only names them.
@@ -52,6 +53,7 @@ class AugmentSection:
     blur_sigma: tuple[float, float] = _AUGMENTER.blur_sigma
     occlusion_prob: float = _AUGMENTER.occlusion_prob
     occlusion_max_area: float = _AUGMENTER.occlusion_max_area
+    mirror_offset: tuple[float, float] = _AUGMENTER.mirror_offset  # annotations vs mirror symmetry, image px
 
     def augmenter_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``Augmenter`` (everything except ``enabled``)."""

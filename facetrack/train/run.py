@@ -48,6 +48,12 @@ def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
     model = build_model(config.model.arch, **config.model.config)
     if resume:
         _check_same_model(last, model)
+    elif config.model.init_weights:  # fine-tuning: same architecture, trained weights
+        from facetrack.models.hub import load_model
+
+        start = Path(config.model.init_weights)
+        _check_same_model(start, model, "model.init_weights needs the same model.arch and model.config")
+        model.load_state_dict(load_model(start).state_dict())
     train_set, val_set = build_datasets(config.data, config.source, out, model.encode_targets,
                                         model.input_size, model.scheme)
     (out / "recipe.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
@@ -106,8 +112,10 @@ def fit(config: Any, module: Any, train_loader: Any, val_loader: Any, card: dict
             "best_epoch": recorder.best_epoch, "metrics": rows}
 
 
-def _check_same_model(checkpoint: Path, model: Any) -> None:
-    """A resumed run must rebuild the architecture it saved; say so clearly instead of a key mismatch."""
+def _check_same_model(checkpoint: Path, model: Any, fix: str = "resume with the original model settings or use "
+                                                                   "another trainer.out") -> None:
+    """A resumed or fine-tuned run must rebuild the architecture it starts from; say so clearly instead of a key
+    mismatch."""
     import json
 
     from facetrack.models.hub import read_card
@@ -117,8 +125,7 @@ def _check_same_model(checkpoint: Path, model: Any) -> None:
     wanted = json.loads(json.dumps(model.config))
     if card["arch"] != model.arch or card["config"] != wanted:
         raise DataError(card_path, f"the run was trained as {card['arch']} {card['config']}; the recipe now builds "
-                                   f"{model.arch} {wanted}: resume with the original model settings or use "
-                                   "another trainer.out")
+                                   f"{model.arch} {wanted}: {fix}")
 
 
 def prepare_run(config: Any, resume: bool | None) -> tuple[Path, Path, bool]:

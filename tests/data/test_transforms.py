@@ -176,6 +176,26 @@ def test_augmenter_flip_reorders_points_with_the_scheme():
         aug(image, points[:60], None, IBUG68, np.random.default_rng(0))
 
 
+def test_augmenter_mirror_offset_keeps_the_annotation_convention_in_flipped_crops():
+    """Labels = truth + o: a flipped crop must ask for truth (mirrored) + the same crop-space offset as an
+    unflipped one, M(truth + o) - M(truth), whatever the random rotation and scale."""
+    image = np.zeros((320, 400, 3), dtype=np.uint8)
+    truth = face_like_points(np.random.default_rng(4))
+    offset = np.array([0.7, 0.4])
+    aug = Augmenter(out_size=128, flip_prob=1.0, occlusion_prob=0.0, mirror_offset=tuple(offset), **NO_COLOUR)
+    result = aug(image, truth + offset, None, IBUG68, np.random.default_rng(5))
+    flipped = result.matrix
+    unflipped = flipped.copy()
+    unflipped[0] = -flipped[0]
+    unflipped[0, 2] += 128 - 1
+    crop_offset = apply_affine(truth + offset, unflipped) - apply_affine(truth, unflipped)
+    expected = apply_affine(truth, flipped)[list(IBUG68.flip_perm)] + crop_offset
+    np.testing.assert_allclose(result.points, expected, atol=1e-9)
+    plain = Augmenter(out_size=128, flip_prob=1.0, occlusion_prob=0.0, **NO_COLOUR)(
+        image, truth + offset, None, IBUG68, np.random.default_rng(5))
+    assert np.abs(plain.points - expected)[:, 0].min() > 0.5  # without it the offset is mirrored
+
+
 def test_augmenter_geometry_stays_within_its_ranges(rng):
     image = rng.integers(0, 256, size=(320, 400, 3), dtype=np.uint8)
     points = face_like_points(rng)

@@ -142,3 +142,18 @@ def test_resume_refuses_a_different_model(tiny_recipe: Path, capsys) -> None:
                  "--resume"]) == 1
     err = capsys.readouterr().err
     assert "last.json" in err and "the run was trained as aohr" in err
+
+
+def test_init_weights_starts_from_a_trained_model_of_the_same_architecture(tiny_recipe: Path, capsys) -> None:
+    assert main(["train", str(tiny_recipe), "trainer.max_epochs=1"]) == 0
+    first = run_dir(tiny_recipe) / "last.safetensors"
+    second = tiny_recipe.parent / "finetune"
+    # lr 0: the fine-tuned weights stay the starting ones (BatchNorm statistics aside)
+    assert main(["train", str(tiny_recipe), "trainer.max_epochs=1", f"model.init_weights={first}", "optim.lr=0",
+                 f"trainer.out={second}"]) == 0
+    start, tuned = load_model(first).state_dict(), load_model(second / "last.safetensors").state_dict()
+    weights = [k for k in start if k.endswith("weight") and start[k].ndim > 1]
+    assert weights and all(torch.equal(start[k], tuned[k]) for k in weights)
+    assert main(["train", str(tiny_recipe), "trainer.max_epochs=1", f"model.init_weights={first}",
+                 "model.config.head_channels=32", f"trainer.out={tiny_recipe.parent / 'other'}"]) == 1
+    assert "the run was trained as aohr" in capsys.readouterr().err
