@@ -37,7 +37,7 @@ class Landmarker:
 
     ``flip``: test-time flip augmentation: every crop also runs mirrored (one batch of 2K), and the mirrored
     prediction, mapped back and re-ordered by the scheme's flip permutation, is averaged with the direct one.
-    Lower error (3.44 -> 3.31 % for aohr-68) for about 2.4x the time per face (benchmarks/README.md, "Flip
+    Lower error (3.39 -> 3.27 % for aohr-68) for about 2.4x the time per face (benchmarks/README.md, "Flip
     consistency and calibration"); off by default.
 
     ``calibrate``: subtract the model card's per-landmark offsets for this mode (``facetrack.calibration``:
