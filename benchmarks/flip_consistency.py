@@ -32,7 +32,6 @@ def mirror_offsets(model: str, root: Path, faces: int) -> list[tuple[float, floa
     from facetrack.data.transforms import apply_affine, box_from_landmarks
     from facetrack.evaluation import load_shared300w
     from facetrack.landmarker import Landmarker
-    from facetrack.schemes import get_scheme
 
     zooms = {}
     with (root / "manifest.csv").open(newline="", encoding="utf-8") as f:
@@ -45,18 +44,14 @@ def mirror_offsets(model: str, root: Path, faces: int) -> list[tuple[float, floa
     samples = load_shared300w(root, "train")
     samples = [samples[i] for i in np.linspace(0, len(samples) - 1, min(faces, len(samples))).round().astype(int)]
     lm = Landmarker(model, refine=0, calibrate=False)
-    perm = torch.as_tensor(get_scheme(lm.scheme).flip_perm)
-    size = lm.model.input_size
     rows = []
     for s in samples:
         tensor, matrices = lm.crops(read_image(s.image_path), [box_from_landmarks(s.landmarks)])
         with torch.inference_mode():
-            coords, _ = lm.model.predict(torch.cat([tensor, tensor.flip(-1)]))
-        mirrored = coords[1, perm].clone()
-        mirrored[:, 0] = (size - 1) - mirrored[:, 0]
+            coords, _, mirrored, _ = lm.predict_mirrored(tensor)
         gt = apply_affine(s.landmarks, matrices[0])
         plain_x = float((coords[0, :, 0].double().numpy() - gt[:, 0]).mean())
-        back_x = float((mirrored[:, 0].double().numpy() - gt[:, 0]).mean())
+        back_x = float((mirrored[0, :, 0].double().numpy() - gt[:, 0]).mean())
         # With labels = truth + a (a mirror offset of the annotations) and a shift c the model makes in every crop,
         # the plain crop's x bias is c - a and the mirrored-back one's is -(c + a).
         offset, shift = -0.5 * (plain_x + back_x), 0.5 * (plain_x - back_x)

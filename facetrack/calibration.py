@@ -25,12 +25,13 @@ from facetrack.errors import DataError
 MODES = ("plain", "flip")
 
 
-def estimate_offsets(landmarker: Any, samples: Sequence[FaceSample], progress: bool = True) -> np.ndarray:
-    """Mean residual (N, 2) in crop pixels of ``landmarker`` on ``samples``, each cut from its landmark extent
-    (the crop the engines' re-crop passes converge to). The landmarker's own calibration is not applied."""
+def estimate_offsets(landmarker: Any, samples: Sequence[FaceSample], progress: bool = True) -> dict[str, np.ndarray]:
+    """Mean residual (N, 2) in crop pixels of ``landmarker``'s model on ``samples`` for each mode of ``MODES``
+    (plain, and flip averaging: both from one batch per face), each face cut from its landmark extent (the crop
+    the engines' re-crop passes converge to). The landmarker's own calibration is not applied."""
     if not samples:
         raise DataError("<calibration>", "no faces to calibrate on")
-    total = np.zeros((landmarker.num_points, 2))
+    total = {mode: np.zeros((landmarker.num_points, 2)) for mode in MODES}
     count = np.zeros((landmarker.num_points, 1))
     for sample in tqdm(samples, desc="calibrate", unit="face", disable=not progress):
         if sample.scheme != landmarker.scheme:
@@ -42,14 +43,16 @@ def estimate_offsets(landmarker: Any, samples: Sequence[FaceSample], progress: b
             known &= np.asarray(sample.visible, dtype=bool)
         tensor, matrices = landmarker.crops(read_image(sample.image_path), [box_from_landmarks(points)])
         with torch.inference_mode():
-            coords, _ = landmarker.predict_crops(tensor, calibrated=False)
-        residual = coords[0].cpu().numpy().astype(np.float64) - apply_affine(points, matrices[0])
-        total[known] += residual[known]
+            coords, _, mirrored, _ = landmarker.predict_mirrored(tensor)
+        target = apply_affine(points, matrices[0])
+        plain = coords[0].cpu().numpy().astype(np.float64)
+        flip = 0.5 * (plain + mirrored[0].cpu().numpy().astype(np.float64))
+        for mode, prediction in (("plain", plain), ("flip", flip)):
+            total[mode][known] += (prediction - target)[known]
         count[known] += 1
     if np.any(count == 0):
         raise DataError("<calibration>", "some landmarks are never annotated in the calibration faces")
-    return total / count
-
+    return {mode: value / count for mode, value in total.items()}
 
 def calibration_card(offsets: dict[str, np.ndarray], faces: int, source: str, command: str) -> dict[str, Any]:
     """The card section: offsets per mode (crop pixels, subtracted from predictions) and where they come from."""

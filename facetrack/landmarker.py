@@ -62,7 +62,7 @@ class Landmarker:
         self.device = torch.device(device)
         self.name = str(card.get("name", model.arch))
         self.flip = bool(flip)
-        self._flip_perm = torch.as_tensor(get_scheme(self.model.scheme).flip_perm, dtype=torch.long) if flip else None
+        self._flip_perm = torch.as_tensor(get_scheme(self.model.scheme).flip_perm, dtype=torch.long)
         offsets = card_offsets(card, self.model.num_points).get("flip" if flip else "plain") if calibrate else None
         self.offsets = None if offsets is None else torch.as_tensor(offsets, dtype=torch.float32, device=self.device)
 
@@ -95,18 +95,23 @@ class Landmarker:
     def predict_crops(self, crops: torch.Tensor, calibrated: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop-pixel landmarks (K, N, 2) and confidences (K, N) of model-input crops: with ``flip`` averaged with
         the mirrored crops' predictions, then (``calibrated``) less the card's offsets."""
-        if self._flip_perm is None:
-            coords, conf = self.model.predict(crops)
+        if self.flip:
+            coords, conf, mirrored, mirrored_conf = self.predict_mirrored(crops)
+            coords, conf = 0.5 * (coords + mirrored), 0.5 * (conf + mirrored_conf)
         else:
-            k = crops.shape[0]
-            both, conf2 = self.model.predict(torch.cat([crops, crops.flip(-1)]))
-            mirrored = both[k:, self._flip_perm].clone()
-            mirrored[..., 0] = (self.model.input_size - 1) - mirrored[..., 0]
-            coords, conf = 0.5 * (both[:k] + mirrored), 0.5 * (conf2[:k] + conf2[k:, self._flip_perm])
+            coords, conf = self.model.predict(crops)
         if calibrated and self.offsets is not None:
             coords = coords - self.offsets.to(coords.dtype)
         return coords, conf
 
+    def predict_mirrored(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Uncalibrated predictions of the crops and of their mirrors (one batch of 2K), the mirrors' mapped back
+        to the crops' frame and order: (coords, conf, mirrored coords, mirrored conf)."""
+        k = crops.shape[0]
+        both, conf = self.model.predict(torch.cat([crops, crops.flip(-1)]))
+        mirrored = both[k:, self._flip_perm].clone()
+        mirrored[..., 0] = (self.model.input_size - 1) - mirrored[..., 0]
+        return both[:k], conf[:k], mirrored, conf[k:, self._flip_perm]
 
 def draw_landmarks(image: np.ndarray, points: np.ndarray, edges: Sequence[tuple[int, int]] = (),
                    color: tuple[int, int, int] = (0, 255, 0), radius: int | None = None) -> np.ndarray:

@@ -161,14 +161,15 @@ def test_estimated_offsets_remove_the_mean_residual(tiny_aohr_config, tmp_path):
         path = tmp_path / f"face{k}.png"
         cv2.imwrite(str(path), np.zeros((160, 160, 3), np.uint8))
         samples.append(FaceSample(path, rng.uniform(30, 130, (68, 2)), "ibug68"))
-    lm = Landmarker(model, refine=0)
-    offsets = estimate_offsets(lm, samples, progress=False)
-    model.card = {"calibration": calibration_card({"plain": offsets}, len(samples), "test", "")}
-    calibrated = Landmarker(model, refine=0)
-    np.testing.assert_allclose(card_offsets(model.card, 68)["plain"], offsets, atol=1e-4)  # rounded in the card
-    residuals = []
-    for s in samples:
-        tensor, matrices = calibrated.crops(cv2.imread(str(s.image_path)), [box_from_landmarks(s.landmarks)])
-        coords, _ = calibrated.predict_crops(tensor)
-        residuals.append(coords[0].numpy() - apply_affine(s.landmarks, matrices[0]))
-    np.testing.assert_allclose(np.mean(residuals, axis=0), 0.0, atol=1e-3)
+    offsets = estimate_offsets(Landmarker(model, refine=0), samples, progress=False)
+    assert set(offsets) == {"plain", "flip"}
+    model.card = {"calibration": calibration_card(offsets, len(samples), "test", "")}
+    for mode, flip in (("plain", False), ("flip", True)):
+        calibrated = Landmarker(model, refine=0, flip=flip)
+        np.testing.assert_allclose(card_offsets(model.card, 68)[mode], offsets[mode], atol=1e-4)  # rounded
+        residuals = []
+        for s in samples:
+            tensor, matrices = calibrated.crops(cv2.imread(str(s.image_path)), [box_from_landmarks(s.landmarks)])
+            coords, _ = calibrated.predict_crops(tensor)
+            residuals.append(coords[0].numpy() - apply_affine(s.landmarks, matrices[0]))
+        np.testing.assert_allclose(np.mean(residuals, axis=0), 0.0, atol=1e-3)

@@ -40,10 +40,8 @@ def run(args: argparse.Namespace) -> int:
     samples = [s for faces in load_ground_truth(args.dataset, args.root, args.split).values() for s in faces]
     if args.faces > 0 and len(samples) > args.faces:
         samples = [samples[i] for i in np.linspace(0, len(samples) - 1, args.faces).round().astype(int)]
-    offsets = {}
+    offsets = estimate_offsets(Landmarker(args.model, calibrate=False), samples)
     for mode in MODES:
-        landmarker = Landmarker(args.model, flip=mode == "flip", calibrate=False)
-        offsets[mode] = estimate_offsets(landmarker, samples)
         mean = offsets[mode].mean(axis=0)
         print(f"{mode}: mean offset x {mean[0]:+.3f}, y {mean[1]:+.3f} crop px over {len(samples)} faces")
     card = read_card(card_path)
