@@ -91,7 +91,6 @@ class Landmarker:
         points = np.stack([apply_affine(c, invert_affine(m)) for c, m in zip(coords_np, matrices)])
         return points, conf.cpu().numpy().astype(np.float64)
 
-
     def predict_crops(self, crops: torch.Tensor, calibrated: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop-pixel landmarks (K, N, 2) and confidences (K, N) of model-input crops: with ``flip`` averaged with
         the mirrored crops' predictions, then (``calibrated``) less the card's offsets."""
@@ -100,9 +99,11 @@ class Landmarker:
             coords, conf = 0.5 * (coords + mirrored), 0.5 * (conf + mirrored_conf)
         else:
             coords, conf = self.model.predict(crops)
-        if calibrated and self.offsets is not None:
-            coords = coords - self.offsets.to(coords.dtype)
-        return coords, conf
+        return (self.calibrated(coords) if calibrated else coords), conf
+
+    def calibrated(self, coords: torch.Tensor) -> torch.Tensor:
+        """Crop-pixel landmarks (..., N, 2) less the card's offsets for this mode (unchanged without any)."""
+        return coords if self.offsets is None else coords - self.offsets.to(coords)
 
     def predict_mirrored(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Uncalibrated predictions of the crops and of their mirrors (one batch of 2K), the mirrors' mapped back

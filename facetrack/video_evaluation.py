@@ -506,38 +506,19 @@ def method_name(path: str | Path) -> str:
 
 def track_clip(model: Any, frames: Any, first_box: np.ndarray, crop_scale: float = 1.25,
                crop_smoothing: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Track one face through ``frames`` (BGR images) with a landmark model: frame 0 is cropped from
-    ``first_box`` (the GT-box protocol of FHR's evaluation), every later frame around the model's own landmarks
-    of the frame before, smoothed by ``crop_smoothing`` (the tracker's crop policy; default ``CropSmoothing()``). A temporal model (``init_state``/``step``) keeps its state
-    over the clip; a per-frame model runs ``predict``, less its card's plain calibration offsets as
-    ``Landmarker`` applies them. Returns landmarks (T, N, 2) in frame pixels and confidences (T, N)."""
-    import torch
+    """Track one face through ``frames`` (BGR images) with a landmark model, through the engines of
+    ``facetrack track`` (``Landmarker`` + ``engine_for``: same crops, calibration and state handling): frame 0
+    is cropped from ``first_box`` (the GT-box protocol of FHR's evaluation, no re-crop passes), every later
+    frame around the model's own landmarks of the frame before, smoothed by ``crop_smoothing`` (the tracker's
+    crop policy; default ``CropSmoothing()``). Returns landmarks (T, N, 2) in frame pixels and confidences (T, N)."""
+    from facetrack.landmarker import Landmarker
+    from facetrack.tracking.temporal_engine import engine_for
 
-    from facetrack.calibration import card_offsets
-    from facetrack.data.transforms import (CropSmoothing, apply_affine, box_from_landmarks, crop_matrix,
-                                           invert_affine, warp)
-
-    smoothing = crop_smoothing or CropSmoothing()
-    model.eval()
-    size = int(model.input_size)
-    streaming = hasattr(model, "init_state") and hasattr(model, "step")
-    state = model.init_state(1) if streaming else None
-    offsets = None if streaming else card_offsets(getattr(model, "card", {}) or {}, model.num_points).get("plain")
-    box = np.asarray(first_box, dtype=np.float64)
+    engine = engine_for(Landmarker(model, crop_scale=crop_scale, refine=0), crop_smoothing)
+    estimates: list[Any] = []
     points, confs = [], []
-    with torch.no_grad():
-        for image in frames:
-            matrix = crop_matrix(box, size, crop_scale)
-            crop = warp(image, matrix, size)
-            x = torch.from_numpy(np.ascontiguousarray(crop[:, :, ::-1].transpose(2, 0, 1))).float().div_(255.0)[None]
-            if streaming:
-                out, state = model.step(x, state)
-                coords, conf = model.decode(out)
-            else:
-                coords, conf = model.predict(x)
-            crop_pts = coords[0].double().numpy() - (offsets if offsets is not None else 0.0)
-            pts = apply_affine(crop_pts, invert_affine(matrix))
-            points.append(pts)
-            confs.append(conf[0].double().numpy())
-            box = smoothing.next_box(box, box_from_landmarks(pts))
+    for image in frames:
+        estimates = engine.step(image, estimates) if estimates else engine.start(image, [first_box])
+        points.append(estimates[0].landmarks)
+        confs.append(estimates[0].confidences)
     return np.stack(points), np.stack(confs)

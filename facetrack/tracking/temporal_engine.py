@@ -1,7 +1,8 @@
 """The landmark engine for temporal models (1DFormer, the AOHR tracker): per-face state through the tracker.
 
 Geometry is the per-frame engine's: frame t is cropped from the landmark extent of t - 1 with the model's crop
-policy (``Landmarker.crops``) and mapped back with the inverse crop. The difference is memory: each face's
+policy (``Landmarker.crops``), less the card's calibration offsets (``Landmarker.calibrated``) and mapped back
+with the inverse crop. The difference is memory: each face's
 ``FaceEstimate.state`` holds its ``TemporalState`` (O(W) tensors), all faces of a frame run as one batch, and
 a face started or re-initialised from a detector box starts with an empty history.
 """
@@ -47,7 +48,7 @@ class TemporalEngine:
         with torch.inference_mode():
             outputs, state = self.model.step(tensor, state)
             coords, conf = self.model.decode(outputs)
-        coords_np = coords.cpu().numpy().astype(np.float64)
+        coords_np = self.landmarker.calibrated(coords).cpu().numpy().astype(np.float64)
         points = [apply_affine(c, invert_affine(m)) for c, m in zip(coords_np, matrices)]
         conf_np = conf.cpu().numpy().astype(np.float64)
         return [FaceEstimate(p, c, b.copy(), s) for p, c, b, s in zip(points, conf_np, boxes, state.split())]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from facetrack.data.transforms import apply_affine, invert_affine
+from facetrack.data.transforms import CropSmoothing, apply_affine, invert_affine
 from facetrack.landmarker import Landmarker
 from facetrack.models import build_model
 from facetrack.models.base import LandmarkModel
@@ -78,6 +78,30 @@ def test_engine_steps_equal_the_clip_forward_on_its_crops(rng):
             previous = history[t - 1]
             np.testing.assert_allclose(estimate.box, engine.crop_smoothing.next_box(previous.box, previous.extent))
     assert history[-1].state.batch == 1
+
+
+def test_temporal_engine_subtracts_the_card_calibration(rng):
+    model = tiny_former()
+    frames = [rng.integers(0, 255, (80, 90, 3), dtype=np.uint8) for _ in range(3)]
+    box = np.array([20.0, 15.0, 60.0, 58.0])
+
+    def run(m):
+        engine = engine_for(Landmarker(m, refine=0, runtime="torch"), CropSmoothing(1e-9, 1e-9, 1e9))  # crops stay put
+        estimates = engine.start(frames[0], [box])
+        out = [estimates[0]]
+        for frame in frames[1:]:
+            estimates = engine.step(frame, estimates)
+            out.append(estimates[0])
+        return out, engine.landmarker.crops(frames[0], box[None])[1][0]
+
+    raw, matrix = run(model)
+    offsets = np.zeros((model.num_points, 2))
+    offsets[:, 0] = 0.5  # crop pixels
+    model.card = {"calibration": {"offsets_px": {"plain": offsets.tolist()}}}
+    calibrated, _ = run(model)
+    shift = np.linalg.inv(matrix[:, :2]) @ np.array([0.5, 0.0])  # the offset in frame pixels
+    for a, b in zip(raw, calibrated):
+        np.testing.assert_allclose(a.landmarks - b.landmarks, np.broadcast_to(shift, a.landmarks.shape), atol=1e-4)
 
 
 def test_faces_of_different_ages_batch_like_alone(rng):
