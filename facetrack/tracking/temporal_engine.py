@@ -1,9 +1,8 @@
 """The landmark engine for temporal models (1DFormer, the AOHR tracker): per-face state through the tracker.
 
 Geometry is the per-frame engine's: frame t is cropped from the landmark extent of t - 1 with the model's crop
-policy (``Landmarker.crops``), less the card's calibration offsets (``Landmarker.calibrated``) and mapped back
-with the inverse crop. The difference is memory: each face's
-``FaceEstimate.state`` holds its ``TemporalState`` (O(W) tensors), all faces of a frame run as one batch, and
+policy (``Landmarker.crops``); predictions, less the card's calibration offsets (``Landmarker.calibrated``), are
+mapped back with the inverse crop. The difference is memory: each face's ``FaceEstimate.state`` holds its ``TemporalState`` (O(W) tensors), all faces of a frame run as one batch, and
 a face started or re-initialised from a detector box starts with an empty history.
 """
 from __future__ import annotations
