@@ -1,23 +1,28 @@
-"""The tracker's crop policy on held-out pseudo-videos: how the next crop follows the landmarks, per model.
+"""The tracker's crop policy and output filter on held-out pseudo-videos, per model.
 
 Every model is tracked closed-loop (frame 0 from the GT box, then its own crops) on the held-out pseudo-videos of
 ``benchmarks/ablation.py`` (identities never used in training, written once under ``--cache``), with each crop
 policy: ``raw`` (the crop is cut around the previous frame's landmark box) and ``CropSmoothing`` settings
-``centre,size,follow`` (``facetrack.data.transforms.CropSmoothing``). Scored with the code of
-``facetrack evaluate --video``: NRMSE and the FHR jitter e3.
+``centre,size,follow`` (``facetrack.data.transforms.CropSmoothing``), and each output filter (what
+``Tracker(smoothing=...)`` / ``track --smooth`` do to the reported landmarks, never to the next crop): ``none``,
+``aligned[:window,decay]`` (``AlignedShapeFilter``) or ``one-euro[:min_cutoff,beta]``. Scored with the code of
+``facetrack evaluate --video``: NRMSE, the FHR jitter e3/e4 and delay e1.
 
     python benchmarks/crop_policy.py --models aohr-68 1dformer-68 --policies raw 0.5,0.3,0.1 0.5,0.3,1e9
+    python benchmarks/crop_policy.py --models aohr-68 1dformer-68 --filters none aligned one-euro \
+        --work runs/output_filters --out benchmarks/results/output_filters.md
 
 Writes ``benchmarks/results/crop_policy.md`` and ``<work>/results.json`` (finished cells are skipped on a re-run).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 
 def parse_policy(text: str):  # -> CropSmoothing
@@ -32,22 +37,44 @@ def parse_policy(text: str):  # -> CropSmoothing
         raise SystemExit(f"crop_policy.py: bad policy {text!r} (raw or centre,size[,follow]): {exc}") from None
 
 
+def parse_filter(text: str) -> dict[str, Any] | None:
+    """``none`` -> None; ``aligned:5,0.7`` -> {"method": "aligned", "window": 5, "decay": 0.7}; ``one-euro:1,0.05``."""
+    from facetrack.tracking.smoothing import smoothing_params
+
+    method, _, values = text.partition(":")
+    if method == "none":
+        return None
+    names = {"aligned": ("window", "decay"), "one-euro": ("min_cutoff", "beta")}.get(method)
+    try:
+        if names is None:
+            raise ValueError("unknown filter")
+        numbers = [float(v) for v in values.split(",")] if values else []
+        spec: dict[str, Any] = {"method": method, **dict(zip(names, numbers))}
+        if "window" in spec:
+            spec["window"] = int(spec["window"])
+        return smoothing_params(spec)
+    except ValueError as exc:
+        raise SystemExit(f"crop_policy.py: bad filter {text!r} (none, aligned[:w,d], one-euro[:c,b]): {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from facetrack.models.hub import load_model
-    from facetrack.train.temporal_bench import StudySettings, track_heldout, write_heldout_clips
-    from facetrack.video_evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
+    from facetrack.train.temporal_bench import StudySettings, score_heldout, write_heldout_clips
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["aohr-68", "1dformer-68"], help="names or weight files")
     parser.add_argument("--policies", nargs="+", default=["raw", "0.5,0.3,0.1"],
-                        help="raw, or centre,size[,follow] weights of CropSmoothing")
+                        help="raw, or centre,size[,follow] weights of CropSmoothing (default policy: 0.5,0.3,0.1)")
+    parser.add_argument("--filters", nargs="+", default=["none"],
+                        help="output filters: none, aligned[:window,decay], one-euro[:min_cutoff,beta]")
     parser.add_argument("--root", default="../shared/data/300w", help="the shared 300-W crops")
     parser.add_argument("--cache", default="runs/temporal_cache", help="held-out clips (shared with ablation.py)")
     parser.add_argument("--work", default="runs/crop_policy", help="tracks and results.json (resume point)")
     parser.add_argument("--test-clips", type=int, default=24)
     parser.add_argument("--test-frames", type=int, default=75)
+    parser.add_argument("--seed", type=int, default=0, help="held-out clip set (0: the ablation's clips)")
     parser.add_argument("--crop-scale", type=float, default=1.25)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/crop_policy.md")
@@ -55,42 +82,42 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     policies = {text: parse_policy(text) for text in args.policies}
+    filters = {text: parse_filter(text) for text in args.filters}
 
     settings = StudySettings(encoder="", root=args.root, cache=args.cache, test_clips=args.test_clips,
-                             test_frames=args.test_frames)
+                             test_frames=args.test_frames, seed=args.seed)
     clips = write_heldout_clips(settings)
-    truth = {"pseudo": load_pseudo_truth(clips)}
     work = Path(args.work)
     results_path = work / "results.json"
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
     for model_name in args.models:
         model = load_model(model_name)
-        for text, policy in policies.items():
-            key = f"{model_name} | {text}"
+        for (text, policy), (name, spec) in itertools.product(policies.items(), filters.items()):
+            key = f"{model_name} | {text}" + (f" | {name}" if spec is not None else "")
             if key in results:
                 continue
-            tracks = work / "tracks" / f"{Path(model_name).stem}_{text.replace(',', '_')}"
-            start = time.perf_counter()
-            track_heldout(model, clips, tracks, args.crop_scale, policy)
-            seconds = time.perf_counter() - start
-            column = evaluate_videos({key: tracks}, truth, VideoSettings("pseudo", str(clips)))["methods"][key][
-                "columns"]["pseudo"]
-            column.pop("per_video", None)
-            results[key] = {"model": model_name, "policy": text, "column": column, "seconds": seconds}
+            folder = f"{Path(model_name).stem}_{text}" + (f"_{name}" if spec is not None else "")
+            tracks = work / "tracks" / folder.replace(",", "_").replace(":", "_")
+            column, seconds = score_heldout(model, clips, tracks, args.crop_scale, policy, spec)
+            results[key] = {"model": model_name, "policy": text, "filter": name, "column": column, "seconds": seconds}
             work.mkdir(parents=True, exist_ok=True)
             results_path.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
             logging.info("%s: NRMSE %.3f%%, e3 %.3f%%", key, column["nrmse_per_video_mean"], column["e3_jitter"])
-    lines = ["# Tracking crop policy on held-out pseudo-videos", "",
+    lines = ["# Tracking crop policy and output filter on held-out pseudo-videos", "",
              f"{args.test_clips} clips x {args.test_frames} frames of identities never used in training, tracked "
              "closed-loop from the GT box of frame 0. Policy `raw`: each crop around the previous frame's landmark "
-             "box; `c,s,f`: `CropSmoothing(centre=c, size=s, follow=f)`. NRMSE: inter-ocular %, per video then over "
-             "videos; e3/e4: FHR jitter (% of face size); e1: delay (frames).",
+             "box; `c,s,f`: `CropSmoothing(centre=c, size=s, follow=f)`. Filter (reported landmarks only): `aligned` "
+             "= `AlignedShapeFilter(window=5, decay=0.7)`, `aligned:w,d` other settings; `one-euro` = "
+             "`OneEuroFilter(1.0 Hz, beta 0.05)`. NRMSE: inter-ocular %, per video then over videos; e3/e4: FHR "
+             "jitter (% of face size); e1: delay (frames).",
              f"Command: `python benchmarks/crop_policy.py --models {' '.join(args.models)} "
-             f"--policies {' '.join(args.policies)}`", "",
-             "| model | policy | NRMSE % | e3 % | e4 % | e1 |", "|---|---|---|---|---|---|"]
+             f"--policies {' '.join(args.policies)} --filters {' '.join(args.filters)}"
+             + (f" --seed {args.seed}" if args.seed else "") + "`", "",
+             "| model | policy | filter | NRMSE % | e3 % | e4 % | e1 |", "|---|---|---|---|---|---|---|"]
     for row in results.values():
         c = row["column"]
-        lines.append(f"| {row['model']} | {row['policy']} | {c['nrmse_per_video_mean']:.3f} | {c['e3_jitter']:.3f} "
+        lines.append(f"| {row['model']} | {row['policy']} | {row.get('filter', 'none')} | "
+                     f"{c['nrmse_per_video_mean']:.3f} | {c['e3_jitter']:.3f} "
                      f"| {c['e4_jitter_velocity_invariant']:.3f} | {c['e1_delay']:.3f} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")

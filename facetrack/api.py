@@ -23,10 +23,10 @@ import numpy as np
 from facetrack.errors import ModelError
 from facetrack.landmarker import REFINE
 from facetrack.tracking.pipeline import FaceTracker, TrackedFace, TrackerConfig, TrackerStats
+from facetrack.tracking.smoothing import smoothing_params
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SMOOTHING = {"min_cutoff": 1.0, "beta": 0.05, "d_cutoff": 1.0}
 
 __all__ = ["Detector", "Face", "FrameResult", "TrackedFace", "Tracker"]
 
@@ -110,14 +110,6 @@ def resolve_validator(validator: Any = "default") -> Any:
     return load_validator(validator)
 
 
-def _smoothing_params(smoothing: bool | dict[str, float] | None) -> dict[str, float] | None:
-    if smoothing is None or smoothing is False:
-        return None
-    if smoothing is True:
-        return dict(DEFAULT_SMOOTHING)
-    return {**DEFAULT_SMOOTHING, **dict(smoothing)}
-
-
 def iterate_frames(source: Any) -> tuple[Iterator[tuple[int, float, np.ndarray]], Any]:
     """``(frames, opened)``: (index, time_s, BGR uint8 frame) from a path, camera index, ``FrameSource``, or an
     iterable of frames or of (index, time_s, frame) tuples; ``opened`` is the FrameSource to close, if any."""
@@ -148,16 +140,19 @@ class Tracker:
 
     ``model``: weights name/path, ``LandmarkModel``, ``Landmarker`` or engine (default: the packaged model);
     ``detector``: detector name or object with ``detect``; ``detect_every``: also detect every N frames to pick
-    up faces that enter (0 = only when a face is lost or none is tracked); ``smoothing``: True or one-euro
-    parameters for live use (off by default); ``flip``: test-time flip averaging (per-frame models only).
+    up faces that enter (0 = only when a face is lost or none is tracked); ``smoothing``: an output filter
+    (``facetrack.tracking.smoothing``): True or "aligned" for the shape-aligned average, "one-euro", or a spec
+    dict with its parameters; default "aligned", None or False: the model's raw output; ``flip``: test-time
+    flip averaging (per-frame models only).
     Remaining keywords go to ``TrackerConfig``.
     """
 
     def __init__(self, model: Any = None, detector: Any = None, detect_every: int = 0, max_faces: int = 1,
-                 smoothing: bool | dict[str, float] | None = None, validator: Any = "default", refine: int = REFINE,
-                 device: str = "cpu", runtime: str = "auto", flip: bool = False, **config: Any) -> None:
+                 smoothing: bool | str | dict[str, Any] | None = "aligned", validator: Any = "default",
+                 refine: int = REFINE, device: str = "cpu", runtime: str = "auto", flip: bool = False,
+                 **config: Any) -> None:
         self.config = TrackerConfig(detect_every=detect_every, max_faces=max_faces,
-                                    smoothing=_smoothing_params(smoothing), **config)
+                                    smoothing=smoothing_params(smoothing), **config)
         self.engine = resolve_engine(model, refine=refine, device=device, default="DEFAULT_TRACKER", runtime=runtime,
                                      flip=flip)
         self.detector = resolve_detector(detector)

@@ -505,20 +505,26 @@ def method_name(path: str | Path) -> str:
 
 
 def track_clip(model: Any, frames: Any, first_box: np.ndarray, crop_scale: float = 1.25,
-               crop_smoothing: Any = None) -> tuple[np.ndarray, np.ndarray]:
+               crop_smoothing: Any = None, smoothing: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Track one face through ``frames`` (BGR images) with a landmark model, through the engines of
     ``facetrack track`` (``Landmarker`` + ``engine_for``: same crops, calibration and state handling): frame 0
     is cropped from ``first_box`` (the GT-box protocol of FHR's evaluation, no re-crop passes), every later
     frame around the model's own landmarks of the frame before, smoothed by ``crop_smoothing`` (the tracker's
-    crop policy; default ``CropSmoothing()``). Returns landmarks (T, N, 2) in frame pixels and confidences (T, N)."""
+    crop policy; default ``CropSmoothing()``), and the reported landmarks through the output filter
+    ``smoothing`` (as ``Tracker(smoothing=...)``; None: raw). Returns landmarks (T, N, 2) in frame pixels and
+    confidences (T, N)."""
     from facetrack.landmarker import Landmarker
+    from facetrack.tracking.smoothing import make_filter, smoothing_params
     from facetrack.tracking.temporal_engine import engine_for
 
     engine = engine_for(Landmarker(model, crop_scale=crop_scale, refine=0), crop_smoothing)
+    spec = smoothing_params(smoothing)
+    output = make_filter(spec) if spec is not None else None
     estimates: list[Any] = []
     points, confs = [], []
-    for image in frames:
+    for t, image in enumerate(frames):
         estimates = engine.step(image, estimates) if estimates else engine.start(image, [first_box])
-        points.append(estimates[0].landmarks)
+        raw = estimates[0].landmarks
+        points.append(output(raw, t / 30.0) if output is not None else raw)
         confs.append(estimates[0].confidences)
     return np.stack(points), np.stack(confs)

@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from facetrack.tracking.association import Identities, box_iou
 from facetrack.tracking.engine import FaceEstimate, LandmarkEngine
-from facetrack.tracking.smoothing import OneEuroFilter
+from facetrack.tracking.smoothing import make_filter, smoothing_params
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class TrackerConfig:
     reid_gap: int = 15  # frames a lost face keeps its id while waiting for a nearby detection
     confidence_weight: float = 0.5  # exponent of the mean landmark confidence in the combined score
     match_iou: float = 0.3  # a detection overlapping a tracked face this much is that face
-    smoothing: dict[str, float] | None = None  # one-euro parameters (min_cutoff, beta, d_cutoff); None = off
+    smoothing: dict[str, Any] | None = None  # output filter spec (facetrack.tracking.smoothing); None = off
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
@@ -65,6 +65,7 @@ class TrackerConfig:
             raise ValueError(f"confidence_weight must be in [0, 1], got {self.confidence_weight}")
         if self.reid_gap < 0 or self.min_face < 0 or self.redetect_ratio <= 0:
             raise ValueError("reid_gap and min_face must be >= 0 and redetect_ratio > 0")
+        self.smoothing = smoothing_params(self.smoothing)
 
 
 @dataclass
@@ -85,7 +86,7 @@ class _Track:
     estimate: FaceEstimate
     score: float
     started: int
-    smoother: OneEuroFilter | None = None
+    smoother: Callable[[np.ndarray, float], np.ndarray] | None = None
 
 
 @dataclass
@@ -189,9 +190,9 @@ class FaceTracker:
         return TrackedFace(track.track_id, box_from_landmarks(points), float(track.score), points.copy(),
                            np.asarray(track.estimate.confidences, dtype=np.float64).copy())
 
-    def _smoother(self) -> OneEuroFilter | None:
-        params = self.config.smoothing
-        return None if params is None else OneEuroFilter(**params)
+    def _smoother(self) -> Callable[[np.ndarray, float], np.ndarray] | None:
+        spec = self.config.smoothing
+        return None if spec is None else make_filter(spec)
 
     # ---------------------------------------------------------------------------------------------- loop
 

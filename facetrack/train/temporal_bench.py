@@ -112,9 +112,11 @@ def row_recipe(settings: StudySettings, name: str, model_config: dict[str, Any])
     return config_from_dict(data, f"<{name}>")
 
 
-def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float, crop_smoothing: Any = None) -> None:
+def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float, crop_smoothing: Any = None,
+                  smoothing: Any = None) -> None:
     """Closed-loop tracking of every held-out clip; one ``landmarks.csv`` per clip, as ``facetrack track``
-    (``crop_smoothing``: the tracker's crop policy, ``CropSmoothing()`` by default)."""
+    (``crop_smoothing``: the tracker's crop policy, ``CropSmoothing()`` by default; ``smoothing``: the output
+    filter, as ``Tracker(smoothing=...)``)."""
     from facetrack.data.sample import read_image
     from facetrack.data.transforms import box_from_landmarks
     from facetrack.io.pts import read_pts
@@ -125,11 +127,26 @@ def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float, crop_sm
         images = sorted((clip / "imgs").iterdir())
         first = read_pts(clip / "annot" / "000001.pts")
         pred, conf = track_clip(model, (read_image(p) for p in images), box_from_landmarks(first), crop_scale,
-                                crop_smoothing)
+                                crop_smoothing, smoothing)
         target = out / clip.name / "landmarks.csv"
         with LandmarksCSVWriter(target, pred.shape[1]) as writer:
             for t, (pts, c) in enumerate(zip(pred, conf)):
                 writer.write(t, t / 30.0, 1, box_from_landmarks(pts), None, pts, c)
+
+
+def score_heldout(model: Any, clips: Path, tracks: Path, crop_scale: float, crop_smoothing: Any = None,
+                  smoothing: Any = None) -> tuple[dict[str, Any], float]:
+    """Track every held-out clip (``track_heldout``) into ``tracks`` and score them with the code of ``facetrack
+    evaluate --video``: (the pseudo column without per-video rows, tracking seconds)."""
+    from facetrack.video_evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
+
+    start = time.perf_counter()
+    track_heldout(model, clips, tracks, crop_scale, crop_smoothing, smoothing)
+    seconds = time.perf_counter() - start
+    scored = evaluate_videos({"m": tracks}, {"pseudo": load_pseudo_truth(clips)}, VideoSettings("pseudo", str(clips)))
+    column = scored["methods"]["m"]["columns"]["pseudo"]
+    column.pop("per_video", None)
+    return column, seconds
 
 
 def run_study(settings: StudySettings, rows: dict[str, dict[str, Any]], title: str, table_path: Path,
@@ -140,8 +157,6 @@ def run_study(settings: StudySettings, rows: dict[str, dict[str, Any]], title: s
     from facetrack.models.hub import load_model
     from facetrack.train.config import DataSection
     from facetrack.train.temporal import train_temporal
-    from facetrack.video_evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
-
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     work = Path(settings.work)
@@ -153,15 +168,9 @@ def run_study(settings: StudySettings, rows: dict[str, dict[str, Any]], title: s
     results["settings"] = _settings_record(settings)
     results.setdefault("rows", {})
     clips = write_heldout_clips(settings)
-    truth = {"pseudo": load_pseudo_truth(clips)}
     if PER_FRAME not in results["rows"]:  # the per-frame encoder itself, tracked the same way: the reference
         tracks = work / "tracks" / "per_frame"
-        start = time.perf_counter()
-        track_heldout(load_model(settings.encoder), clips, tracks, DataSection.crop_scale)
-        track_s = time.perf_counter() - start
-        column = evaluate_videos({PER_FRAME: tracks}, truth, VideoSettings("pseudo", str(clips)))["methods"][
-            PER_FRAME]["columns"]["pseudo"]
-        column.pop("per_video", None)
+        column, track_s = score_heldout(load_model(settings.encoder), clips, tracks, DataSection.crop_scale)
         results["rows"] = {PER_FRAME: {"model": {"encoder": settings.encoder}, "column": column, "train_seconds": 0.0,
                                        "track_seconds": track_s, "frames": column["frames"],
                                        "final_val_nrmse": math.nan, "run": "", "tracks": str(tracks)},
@@ -177,12 +186,7 @@ def run_study(settings: StudySettings, rows: dict[str, dict[str, Any]], title: s
         train_s = time.perf_counter() - start
         model = load_model(Path(config.trainer.out) / "last.safetensors")
         tracks = work / "tracks" / config.trainer.out.split("/")[-1]
-        start = time.perf_counter()
-        track_heldout(model, clips, tracks, config.data.crop_scale)
-        track_s = time.perf_counter() - start
-        scored = evaluate_videos({name: tracks}, truth, VideoSettings("pseudo", str(clips)))
-        column = scored["methods"][name]["columns"]["pseudo"]
-        column.pop("per_video", None)
+        column, track_s = score_heldout(model, clips, tracks, config.data.crop_scale)
         results["rows"][name] = {"model": model_config, "column": column, "train_seconds": train_s,
                                  "track_seconds": track_s, "frames": column["frames"],
                                  "final_val_nrmse": summary["final_val_nme"], "run": config.trainer.out,

@@ -90,6 +90,9 @@ def test_truncated_video_keeps_the_frames_before_the_damage(fakes, tmp_path):
 
 def test_with_frames_and_smoothing_flag(fakes):
     frames = fakes.moving_video(3, SIZE, [lambda t: (100, 100)])
+    assert make_tracker(fakes).config.smoothing == {"method": "aligned", "window": 5, "decay": 0.7}  # the default
+    assert make_tracker(fakes, smoothing=None).config.smoothing is None
+    assert make_tracker(fakes, smoothing="one-euro").config.smoothing["method"] == "one-euro"
     tracker = make_tracker(fakes, smoothing=True)
     assert tracker.config.smoothing is not None
     results = list(tracker.track(frames, with_frames=True))
@@ -109,6 +112,9 @@ def test_model_argument_forms(fakes, tmp_path):
     from facetrack.landmarker import Landmarker
     from facetrack.models import build_model, save_model
 
+    import torch
+
+    torch.manual_seed(0)
     tiny = build_model("aohr-lite-128", input_size=64, head_channels=16,
                        backbone={"name": "lite", "channels": [8, 8, 16, 16], "out_channels": 16, "blocks": [1, 1, 1]})
     save_model(tiny, tmp_path / "tiny")
@@ -120,7 +126,8 @@ def test_model_argument_forms(fakes, tmp_path):
     with pytest.raises(ModelError):
         resolve_engine(3.5)
     # a random model runs end to end (its landmarks are meaningless; the control flow is what is tested)
-    tracker = Tracker(model=str(tmp_path / "tiny"), detector=fakes.BlobDetector(), validator=None, keep_threshold=0.0)
+    tracker = Tracker(model=str(tmp_path / "tiny"), detector=fakes.BlobDetector(), validator=None, keep_threshold=0.0,
+                      min_face=0.0)  # random landmarks may collapse to a point
     results = list(tracker.track(fakes.moving_video(3, SIZE, [lambda t: (100, 100)])))
     assert all(r.faces and r.faces[0].landmarks.shape == (68, 2) for r in results)
 

@@ -115,9 +115,16 @@ def test_smoothing_reduces_jitter_of_a_still_face(fakes):
     rng = np.random.default_rng(0)
     frames = [fakes.draw_frame(SIZE, [(150 + rng.normal(0, 1.5), 100, 30)], seed=t) for t in range(40)]
     raw, _, _, _ = run(fakes, frames)
-    smooth, _, _, _ = run(fakes, frames, smoothing={"min_cutoff": 0.5, "beta": 0.0, "d_cutoff": 1.0})
+    smooth, _, _, _ = run(fakes, frames, smoothing={"method": "one-euro", "min_cutoff": 0.5, "beta": 0.0})
     jitter = lambda res: np.std([r[0].landmarks[:, 0].mean() for r in res[10:]])  # noqa: E731
     assert jitter(smooth) < 0.6 * jitter(raw)
+    # the aligned filter is wired per track too: it averages the shape, and its centroid follows the raw
+    # one exactly (aligned past shapes share the current centroid), so the blob's translation costs no lag
+    aligned, _, _, _ = run(fakes, frames, smoothing=True)
+    assert len(aligned) == len(raw)
+    assert any(not np.allclose(a[0].landmarks, r[0].landmarks) for a, r in zip(aligned, raw))
+    for a, r in zip(aligned, raw):
+        np.testing.assert_allclose(a[0].landmarks.mean(0), r[0].landmarks.mean(0), atol=1e-6)
 
 
 def test_tracker_state_holds_no_frames(fakes):

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facetrack.tracking.smoothing import OneEuroFilter
+from facetrack.tracking.smoothing import (AlignedShapeFilter, OneEuroFilter, make_filter, similarity_fit,
+                                          smoothing_params)
 
 
 def test_still_signal_is_smoothed_and_first_value_passes():
@@ -37,3 +38,73 @@ def test_reset_and_missing_points():
     np.testing.assert_array_equal(f(np.array([50.0, 50.0]), 3 / 30), [50.0, 50.0])
     with pytest.raises(ValueError):
         OneEuroFilter(min_cutoff=0)
+
+
+def _face(rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(-40, 40, (20, 2))
+
+
+def _similarity(points: np.ndarray, angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return scale * points @ np.array([[c, -s], [s, c]]).T + np.asarray(shift)
+
+
+def test_similarity_fit_recovers_a_similarity():
+    rng = np.random.default_rng(1)
+    source = _face(rng)
+    target = _similarity(source, 0.3, 1.2, (5.0, -7.0))
+    source[3] = np.nan  # missing points are ignored
+    matrix, shift = similarity_fit(source, target)
+    np.testing.assert_allclose(np.delete(source @ matrix.T + shift, 3, 0), np.delete(target, 3, 0), atol=1e-9)
+
+
+def test_aligned_filter_follows_rigid_motion_without_lag():
+    rng = np.random.default_rng(2)
+    face = _face(rng)
+    f = AlignedShapeFilter(window=6, decay=0.9)
+    for t in range(30):  # fast rotation, zoom and translation of a rigid shape
+        moved = _similarity(face, 0.05 * t, 1.0 + 0.02 * t, (3.0 * t, -2.0 * t))
+        np.testing.assert_allclose(f(moved), moved, atol=1e-9)
+
+
+def test_aligned_filter_averages_shape_noise_and_tolerates_missing_points():
+    rng = np.random.default_rng(3)
+    face = _face(rng)
+    f = AlignedShapeFilter(window=5, decay=1.0)
+    noisy, out = [], []
+    for t in range(200):
+        x = _similarity(face, 0.02 * t, 1.0, (t, 0.0))
+        x = x + rng.normal(0, 1.0, x.shape)
+        if t == 100:
+            x[0] = np.nan
+        noisy.append(x)
+        out.append(f(x))
+    truth = [_similarity(face, 0.02 * t, 1.0, (t, 0.0)) for t in range(200)]
+    err = lambda seq: np.nanmean([np.abs(a - b).mean() for a, b in zip(seq[10:], truth[10:])])  # noqa: E731
+    assert err(out) < 0.6 * err(noisy)
+    assert np.isfinite(out[100]).all()  # the missing point is filled from the aligned past
+    assert np.isfinite(out[101]).all()
+    f.reset()
+    np.testing.assert_array_equal(f(noisy[0]), noisy[0])
+
+
+def test_window_one_is_the_identity_and_bad_parameters_fail():
+    x = np.arange(8.0).reshape(4, 2)
+    np.testing.assert_array_equal(AlignedShapeFilter(window=1)(x), x)
+    with pytest.raises(ValueError):
+        AlignedShapeFilter(window=0)
+    with pytest.raises(ValueError):
+        AlignedShapeFilter(decay=1.5)
+
+
+def test_smoothing_specs_and_filters():
+    assert smoothing_params(None) is None and smoothing_params(False) is None
+    assert smoothing_params(True) == {"method": "aligned", "window": 5, "decay": 0.7}
+    assert smoothing_params("one-euro")["method"] == "one-euro"
+    assert smoothing_params({"window": 3}) == {"method": "aligned", "window": 3, "decay": 0.7}
+    assert isinstance(make_filter(smoothing_params(True)), AlignedShapeFilter)
+    assert isinstance(make_filter(smoothing_params("one-euro")), OneEuroFilter)
+    with pytest.raises(ValueError, match="unknown smoothing method"):
+        smoothing_params("kalman")
+    with pytest.raises(ValueError, match="takes"):
+        smoothing_params({"method": "aligned", "beta": 1.0})

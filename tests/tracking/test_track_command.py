@@ -147,6 +147,21 @@ def test_truncated_video_completes_with_a_note(fakes, patched, tmp_path):
     assert 0 < summary["frames_read"] < 30
 
 
+def test_smooth_choice_reaches_the_tracker(fakes, patched, tmp_path, monkeypatch):
+    seen = []
+    real = api.Tracker.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("smoothing"))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(api.Tracker, "__init__", spy)
+    src = video(fakes, tmp_path / "a.avi", n=4)
+    for i, extra in enumerate(([], ["--smooth", "none"], ["--smooth", "one-euro"])):
+        assert main(["track", str(src), "--out", str(tmp_path / f"o{i}"), "--no-progress", *extra]) == 0
+    assert seen == ["aligned", None, "one-euro"]
+
+
 def test_camera_that_stops(fakes, patched, tmp_path):
     from facetrack.api import Tracker
     from facetrack.io.video import CameraSource
