@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-every", type=int, default=0,
                    help="also run the detector every N frames to pick up new faces (0 = only when needed)")
     p.add_argument("--format", default="csv", help="comma-separated extras: jsonl, npz, pts (csv is always written)")
-    p.add_argument("--smooth", choices=("aligned", "one-euro", "none"), default="aligned",
+    p.add_argument("--smooth", choices=("aligned", "one-euro", "none"), default="aligned", nargs="?", const="aligned",
                    help="filter the reported landmarks over time: 'aligned' (default: a shape-aligned average of the "
                         "last frames; half the jitter, no extra error on held-out pseudo-videos), 'one-euro' (lags on "
                         "moving faces) or 'none' (the model's raw output)")

@@ -157,9 +157,9 @@ def test_smooth_choice_reaches_the_tracker(fakes, patched, tmp_path, monkeypatch
 
     monkeypatch.setattr(api.Tracker, "__init__", spy)
     src = video(fakes, tmp_path / "a.avi", n=4)
-    for i, extra in enumerate(([], ["--smooth", "none"], ["--smooth", "one-euro"])):
+    for i, extra in enumerate(([], ["--smooth", "none"], ["--smooth", "one-euro"], ["--smooth"])):
         assert main(["track", str(src), "--out", str(tmp_path / f"o{i}"), "--no-progress", *extra]) == 0
-    assert seen == ["aligned", None, "one-euro"]
+    assert seen == ["aligned", None, "one-euro", "aligned"]  # a bare --smooth (the old flag) is the default
 
 
 def test_camera_that_stops(fakes, patched, tmp_path):
