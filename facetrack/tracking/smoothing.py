@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from facetrack.data.shape_model import similarity_fit
+
 
 def _alpha(cutoff_hz: float | np.ndarray, dt: float) -> float | np.ndarray:
     tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff_hz))
@@ -61,27 +63,9 @@ class OneEuroFilter:
         return filtered
 
 
-def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares similarity (rotation, uniform scale, translation) taking points ``source`` (N, 2) onto
-    ``target`` (N, 2): ``(A, t)`` with ``source @ A.T + t`` the mapped points. Non-finite rows are ignored."""
-    ok = np.isfinite(source).all(axis=1) & np.isfinite(target).all(axis=1)
-    if ok.sum() < 2:
-        return np.eye(2), np.zeros(2)
-    src, dst = source[ok], target[ok]
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    s, d = src - ms, dst - md
-    energy = float((s ** 2).sum())
-    if energy <= 0:
-        return np.eye(2), md - ms
-    a = float((s * d).sum()) / energy
-    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / energy
-    matrix = np.array([[a, -b], [b, a]])
-    return matrix, md - ms @ matrix.T
-
-
 class AlignedShapeFilter:
     """Causal average of the last ``window`` shapes of one face, each first mapped onto the newest shape by
-    the similarity that best aligns it (``similarity_fit``), with weight ``decay ** age``.
+    the similarity that best aligns it (least squares over the points both have), with weight ``decay ** age``.
 
     Why aligned: between two frames a face mostly moves rigidly, and averaging raw coordinates would drag
     the output behind that motion; after alignment only what changed in the shape itself is averaged: the
@@ -110,8 +94,7 @@ class AlignedShapeFilter:
         total = np.where(np.isfinite(current), current, 0.0)
         weight = np.isfinite(current).all(axis=1, keepdims=True).astype(np.float64)
         for age, past in enumerate(self._history, start=1):
-            matrix, shift = similarity_fit(past, current)
-            aligned = past @ matrix.T + shift
+            aligned = _aligned(past, current)
             known = np.isfinite(aligned).all(axis=1, keepdims=True)
             w = (self.decay ** age) * known
             total += w * np.where(known, aligned, 0.0)
@@ -120,6 +103,16 @@ class AlignedShapeFilter:
         with np.errstate(invalid="ignore", divide="ignore"):
             out = total / weight
         return np.where(weight > 0, out, current)
+
+
+def _aligned(past: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """``past`` (N, 2) mapped onto ``current`` by the least-squares similarity over the points both have
+    (``facetrack.data.shape_model.similarity_fit``); unchanged when fewer than two points are shared."""
+    ok = np.isfinite(past).all(axis=1) & np.isfinite(current).all(axis=1)
+    if ok.sum() < 2 or np.ptp(past[ok], axis=0).max() <= 0:
+        return past
+    matrix = similarity_fit(past[ok], current[ok])
+    return past @ matrix[:, :2].T + matrix[:, 2]
 
 
 # What ``--smooth`` / ``smoothing=True`` give; the parameters of ``AlignedShapeFilter`` were chosen on held-out

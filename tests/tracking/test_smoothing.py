@@ -3,8 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facetrack.tracking.smoothing import (AlignedShapeFilter, OneEuroFilter, make_filter, similarity_fit,
-                                          smoothing_params)
+from facetrack.tracking.smoothing import AlignedShapeFilter, OneEuroFilter, make_filter, smoothing_params
 
 
 def test_still_signal_is_smoothed_and_first_value_passes():
@@ -47,15 +46,6 @@ def _face(rng: np.random.Generator) -> np.ndarray:
 def _similarity(points: np.ndarray, angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     return scale * points @ np.array([[c, -s], [s, c]]).T + np.asarray(shift)
-
-
-def test_similarity_fit_recovers_a_similarity():
-    rng = np.random.default_rng(1)
-    source = _face(rng)
-    target = _similarity(source, 0.3, 1.2, (5.0, -7.0))
-    source[3] = np.nan  # missing points are ignored
-    matrix, shift = similarity_fit(source, target)
-    np.testing.assert_allclose(np.delete(source @ matrix.T + shift, 3, 0), np.delete(target, 3, 0), atol=1e-9)
 
 
 def test_aligned_filter_follows_rigid_motion_without_lag():
