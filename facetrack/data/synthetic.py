@@ -352,6 +352,28 @@ def make_pseudo_video(
                        mesh_src, mesh_def, triangles, occluders, blur, light)
 
 
+def expression_variant(image: np.ndarray, landmarks: np.ndarray, shape_model: ShapeModel, seed: int,
+                       expression_sd: float = 1.0, expression_modes: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The still with its face warped to a random expression of ``shape_model`` (piecewise affine over the
+    landmark mesh, fold-free), and its exact landmarks: (BGR image of the same size, (N, 2) points).
+
+    Why: a training still shows one expression; this gives the face new mouth, brow and jaw shapes with exact
+    labels (a shape augmentation). It is one frame of a static pseudo-video (no motion, occluders or image
+    effects) whose expression reaches a random key shape; the face keeps its scale (its landmark box is centred
+    in the picture, so the whole image may shift a little).
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    h, w = image.shape[:2]
+    extent = float(max(points.max(axis=0) - points.min(axis=0)))
+    if extent <= 0:
+        raise ValueError("landmarks span a single point")
+    config = PseudoVideoConfig.static(num_frames=2, fps=1.0, size=(w, h), face_fraction=extent / min(w, h),
+                                      expression_sd=expression_sd, expression_modes=expression_modes,
+                                      expression_period_s=(1.0, 1.0), keep_inside=False)
+    video = make_pseudo_video(image, points, config, seed=seed, shape_model=shape_model)
+    return video.render(1), video.landmarks[1].copy()
+
+
 def write_clip(video: PseudoVideo, folder: str | Path, mp4: bool = False, jpeg_quality: int = 95) -> Path:
     """Write the 300VW extracted-frame layout (``imgs/000001.jpg``, ``annot/000001.pts``, 1-based numbers).
 

@@ -54,10 +54,13 @@ class AugmentSection:
     occlusion_prob: float = _AUGMENTER.occlusion_prob
     occlusion_max_area: float = _AUGMENTER.occlusion_max_area
     mirror_offset: tuple[float, float] = _AUGMENTER.mirror_offset  # annotations vs mirror symmetry, image px
+    expression_prob: float = 0.0   # warp the still to a random expression first (facetrack.data.synthetic)
+    expression_sd: float = 1.0     # its spread, in standard deviations of the training shapes' modes
 
     def augmenter_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``Augmenter`` (everything except ``enabled``)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "enabled"}
+        """Keyword arguments of ``Augmenter`` (everything except ``enabled`` and the expression warp)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("enabled", "expression_prob", "expression_sd")}
 
 
 @dataclass

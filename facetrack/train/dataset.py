@@ -8,6 +8,7 @@ box, flips, colour, blur, occluders); validation crops are the centred ``crop_fo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,21 @@ log = logging.getLogger(__name__)
 
 DATASETS = ("300w", "shared300w", "wflw", "cofw")
 EncodeTargets = Callable[[np.ndarray, "np.ndarray | None"], dict[str, np.ndarray]]
+
+
+@dataclass
+class ExpressionAugment:
+    """Warp a training still to a random expression of a shape model fitted on the training faces
+    (``facetrack.data.synthetic.expression_variant``) with probability ``prob``, before the crop augmentation."""
+
+    shape_model: Any
+    prob: float
+    sd: float = 1.0
+
+    def __call__(self, image: np.ndarray, points: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        from facetrack.data.synthetic import expression_variant
+
+        return expression_variant(image, points, self.shape_model, seed, self.sd)
 
 
 class LandmarkDataset(Dataset):
@@ -49,6 +65,7 @@ class LandmarkDataset(Dataset):
         crop_scale: float = 1.25,
         augmenter: Augmenter | None = None,
         seed: int | None = None,
+        expression: ExpressionAugment | None = None,
     ) -> None:
         if not samples:
             raise ValueError("a dataset needs at least one face")
@@ -63,6 +80,7 @@ class LandmarkDataset(Dataset):
         self.train = train
         self.crop_scale = float(crop_scale)
         self.augmenter = augmenter if train else None
+        self.expression = expression if train and augmenter is not None else None
         self.seed = seed
 
     def __len__(self) -> int:
@@ -79,7 +97,11 @@ class LandmarkDataset(Dataset):
         except ValueError as exc:
             raise DataError(sample.image_path, f"cannot crop the face: {exc}") from None
         if self.augmenter is not None:
-            result = self.augmenter(image, points, box, self.scheme, self._rng(index))
+            rng = self._rng(index)
+            if self.expression is not None and visible.all() and rng.random() < self.expression.prob:
+                image, points = self.expression(image, points, int(rng.integers(0, 2**62)))
+                box = box_from_landmarks(points)
+            result = self.augmenter(image, points, box, self.scheme, rng)
             crop, crop_points, matrix = result.crop, result.points, result.matrix
             order = result.order
         else:
@@ -215,7 +237,16 @@ def build_datasets(
     train, val = split_train_val(data, source, out_dir)
     augmenter = Augmenter(out_size=input_size, scale=data.crop_scale, **data.augment.augmenter_kwargs()) \
         if data.augment.enabled else None
+    expression = None
+    if augmenter is not None and data.augment.expression_prob > 0:
+        from facetrack.data.sequences import fit_training_shape_model
+
+        if not 0 < data.augment.expression_prob <= 1 or data.augment.expression_sd <= 0:
+            raise DataError(source, "data.augment.expression_prob must be in (0, 1] and expression_sd > 0")
+        expression = ExpressionAugment(fit_training_shape_model(train), data.augment.expression_prob,
+                                       data.augment.expression_sd)
     return (
-        LandmarkDataset(train, encode_targets, input_size, scheme, True, data.crop_scale, augmenter),
+        LandmarkDataset(train, encode_targets, input_size, scheme, True, data.crop_scale, augmenter,
+                        expression=expression),
         LandmarkDataset(val, encode_targets, input_size, scheme, False, data.crop_scale),
     )

@@ -333,3 +333,19 @@ def test_real_300w_face_with_a_300w_shape_model(shared_data: Path) -> None:
             frame = video.frame(i)
             assert frame.image.shape == (256, 256, 3)
             assert frame.image.std() > 10
+
+
+def test_expression_variant_moves_the_face_with_exact_labels(rng: np.random.Generator) -> None:
+    from facetrack.data.synthetic import expression_variant
+
+    model = synthetic_shape_model(rng)
+    points = template_face((200.0, 200.0))
+    image = dot_image(points, 400, 1.5)
+    warped, moved = expression_variant(image, points, model, seed=3, expression_sd=2.0, expression_modes=4)
+    assert warped.shape == image.shape and moved.shape == points.shape
+    assert np.abs(moved - points).max() > 1.0  # a new expression
+    assert (moved > 0).all() and (moved < 400).all()  # the face stays in the picture
+    np.testing.assert_allclose(dot_centroids(warped, moved), moved, atol=0.35)  # labels follow the pixels
+    again, moved_again = expression_variant(image, points, model, seed=3, expression_sd=2.0, expression_modes=4)
+    np.testing.assert_array_equal(moved, moved_again)
+    np.testing.assert_array_equal(warped, again)

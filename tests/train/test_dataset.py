@@ -170,3 +170,27 @@ def test_augment_section_matches_the_augmenter() -> None:
     augmenter = Augmenter(out_size=64, **kwargs)
     for key, value in kwargs.items():
         assert getattr(augmenter, key) == value
+
+
+def test_expression_augmentation_warps_faces_with_matching_labels(w300_root: Path, model, tmp_path: Path) -> None:
+    from facetrack.errors import DataError
+
+    section = data_section(w300_root)
+    section.augment = AugmentSection(expression_prob=1.0, expression_sd=1.5, rotation=0.0, occlusion_prob=0.0,
+                                     flip_prob=0.0)
+    train, _ = build_datasets(section, "recipe.yaml", tmp_path / "run", model.encode_targets, model.input_size,
+                              model.scheme)
+    assert train.expression is not None
+    train.seed = 1
+    moved = 0
+    for i in range(len(train)):
+        item = train[i]
+        gt = item["landmarks"].numpy()  # the warped face's labels, in the warped image's pixels
+        inside = item["targets"]["weight"].numpy() > 0
+        assert np.linalg.norm(decode_to_image(model, item) - gt, axis=1)[inside].max() < 0.1
+        moved += np.abs(gt - train.samples[i].landmarks).max() > 1.0
+    assert moved == len(train)  # every face got a new expression
+    section.augment = AugmentSection(expression_prob=1.5)
+    with pytest.raises(DataError, match="expression_prob"):
+        build_datasets(section, "recipe.yaml", tmp_path / "run", model.encode_targets, model.input_size,
+                       model.scheme)
