@@ -57,6 +57,45 @@ def parse_filter(text: str) -> dict[str, Any] | None:
         raise SystemExit(f"crop_policy.py: bad filter {text!r} (none, aligned[:w,d], one-euro[:c,b]): {exc}") from None
 
 
+def tracks_folder(work: Path, model: str, policy: str, filter_name: str) -> Path:
+    """Where one cell's tracks go (``<work>/tracks/<model stem>_<policy>[_<filter>]``)."""
+    folder = f"{Path(model).stem}_{policy}" + (f"_{filter_name}" if filter_name != "none" else "")
+    return work / "tracks" / folder.replace(",", "_").replace(":", "_")
+
+
+def plot_filters(results: dict[str, Any], clips: Path, work: Path, path: Path, point: int = 30) -> Path | None:
+    """One held-out clip, one landmark (30: nose tip): its error along x over time, raw and with each filter
+    of the first model that has more than one (what the e3 and e1 columns summarise)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from facetrack.io.results import read_landmarks_csv
+    from facetrack.video_evaluation import load_pseudo_truth
+
+    rows = [r for r in results.values() if "filter" in r]
+    first = next((r["model"] for r in rows if sum(x["model"] == r["model"] for x in rows) > 1), None)
+    if first is None:
+        return None
+    truth = load_pseudo_truth(clips)[0]
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    for row in (r for r in rows if r["model"] == first):
+        table = read_landmarks_csv(tracks_folder(work, row["model"], row["policy"], row["filter"]) / truth.name
+                                   / "landmarks.csv")
+        err = table.landmarks[:, point, 0] - truth.landmarks[table.frame, point, 0]
+        ax.plot(table.frame, err, label=f"{row['filter']} (e3 {row['column']['e3_jitter']:.3f} %)", lw=1.2)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("frame")
+    ax.set_ylabel(f"x error of point {point} (px)")
+    ax.set_title(f"{first}, held-out pseudo-video {truth.name}, policy {rows[0]['policy']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -96,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{model_name} | {text}" + (f" | {name}" if spec is not None else "")
             if key in results:
                 continue
-            folder = f"{Path(model_name).stem}_{text}" + (f"_{name}" if spec is not None else "")
-            tracks = work / "tracks" / folder.replace(",", "_").replace(":", "_")
+            tracks = tracks_folder(work, model_name, text, name)
             column, seconds = score_heldout(model, clips, tracks, args.crop_scale, policy, spec)
             results[key] = {"model": model_name, "policy": text, "filter": name, "column": column, "seconds": seconds}
             work.mkdir(parents=True, exist_ok=True)
@@ -119,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {row['model']} | {row['policy']} | {row.get('filter', 'none')} | "
                      f"{c['nrmse_per_video_mean']:.3f} | {c['e3_jitter']:.3f} "
                      f"| {c['e4_jitter_velocity_invariant']:.3f} | {c['e1_delay']:.3f} |")
+    if len(filters) > 1:
+        plot = plot_filters(results, clips, work, Path(args.out).with_suffix(".png"))
+        if plot is not None:
+            lines += ["", f"![error of one landmark over time]({plot.name})"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
