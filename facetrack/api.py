@@ -23,7 +23,6 @@ import numpy as np
 from facetrack.errors import ModelError
 from facetrack.landmarker import REFINE
 from facetrack.tracking.pipeline import FaceTracker, TrackedFace, TrackerConfig, TrackerStats
-from facetrack.tracking.smoothing import smoothing_params
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +151,7 @@ class Tracker:
                  refine: int = REFINE, device: str = "cpu", runtime: str = "auto", flip: bool = False,
                  **config: Any) -> None:
         self.config = TrackerConfig(detect_every=detect_every, max_faces=max_faces,
-                                    smoothing=smoothing_params(smoothing), **config)
+                                    smoothing=smoothing, **config)
         self.engine = resolve_engine(model, refine=refine, device=device, default="DEFAULT_TRACKER", runtime=runtime,
                                      flip=flip)
         self.detector = resolve_detector(detector)

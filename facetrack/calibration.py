@@ -54,6 +54,7 @@ def estimate_offsets(landmarker: Any, samples: Sequence[FaceSample], progress: b
         raise DataError("<calibration>", "some landmarks are never annotated in the calibration faces")
     return {mode: value / count for mode, value in total.items()}
 
+
 def calibration_card(offsets: dict[str, np.ndarray], faces: int, source: str, command: str) -> dict[str, Any]:
     """The card section: offsets per mode (crop pixels, subtracted from predictions) and where they come from."""
     unknown = set(offsets) - set(MODES)

@@ -87,9 +87,13 @@ class Landmarker:
         """Landmarks (K, N, 2) in image pixels and confidences (K, N) for K landmark-extent-like boxes."""
         tensor, matrices = self.crops(image, boxes)
         coords, conf = self.predict_crops(tensor)
-        coords_np = coords.cpu().numpy().astype(np.float64)
-        points = np.stack([apply_affine(c, invert_affine(m)) for c, m in zip(coords_np, matrices)])
-        return points, conf.cpu().numpy().astype(np.float64)
+        return self.to_image(coords, matrices), conf.cpu().numpy().astype(np.float64)
+
+    @staticmethod
+    def to_image(coords: torch.Tensor, matrices: np.ndarray) -> np.ndarray:
+        """Crop-pixel landmarks (K, N, 2) mapped back to image pixels through their (K, 2, 3) crop matrices."""
+        coords_np = coords.detach().cpu().numpy().astype(np.float64)
+        return np.stack([apply_affine(c, invert_affine(m)) for c, m in zip(coords_np, matrices)])
 
     def predict_crops(self, crops: torch.Tensor, calibrated: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop-pixel landmarks (K, N, 2) and confidences (K, N) of model-input crops: with ``flip`` averaged with
@@ -113,6 +117,7 @@ class Landmarker:
         mirrored = both[k:, self._flip_perm].clone()
         mirrored[..., 0] = (self.model.input_size - 1) - mirrored[..., 0]
         return both[:k], conf[:k], mirrored, conf[k:, self._flip_perm]
+
 
 def draw_landmarks(image: np.ndarray, points: np.ndarray, edges: Sequence[tuple[int, int]] = (),
                    color: tuple[int, int, int] = (0, 255, 0), radius: int | None = None) -> np.ndarray:

@@ -95,12 +95,11 @@ def run(args: argparse.Namespace) -> int:
     given_boxes = read_boxes(args.boxes) if args.boxes else None
     if given_boxes is None:  # the face detector supplies the boxes
         finder = Detector(model=args.model, detector=args.detector, max_faces=args.max_faces, refine=args.refine,
-                          runtime=args.runtime, flip=args.flip,
-                          calibrate=not args.no_calibration)
+                          runtime=args.runtime, flip=args.flip, calibrate=not args.no_calibration)
         engine = finder.engine
     else:  # ground-truth-box protocol: no face detection at all
         engine = resolve_engine(args.model, refine=args.refine, runtime=args.runtime, flip=args.flip,
-                          calibrate=not args.no_calibration)
+                                calibrate=not args.no_calibration)
     pred = Prediction(model=str(getattr(engine, "name", "")), scheme=str(engine.scheme))
     missing: list[str] = []
     for path in tqdm(images, desc="detect", unit="img"):

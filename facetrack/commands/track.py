@@ -98,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
     validator = None if args.validator.lower() == "none" else args.validator
     tracker = Tracker(model=args.model, detector=args.detector, detect_every=args.detect_every,
                       max_faces=args.max_faces, smoothing=None if args.smooth == "none" else args.smooth,
-                      validator=validator,
-                      refine=args.refine, runtime=args.runtime)
+                      validator=validator, refine=args.refine, runtime=args.runtime)
     failed: list[tuple[str, str]] = []
     done = skipped = 0
     for src, folder in zip(sources, folders):

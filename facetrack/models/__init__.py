@@ -13,8 +13,8 @@ from facetrack.models.registry import build_model, list_models, register_model, 
 # (facetrack/weights/<name>.safetensors + .json).
 DEFAULT_MODEL = "aohr-68"
 # The packaged model ``track`` and ``demo`` (``facetrack.Tracker``) use when no --model is given: the 1DFormer on
-# the trackers' 128 px encoder (lower error and jitter than the per-frame models on held-out pseudo-videos, 64-77
-# fps end to end with onnxruntime; benchmarks/README.md, "The shipped trackers and their encoder").
+# the trackers' 128 px encoder (the lowest jitter on held-out pseudo-videos, though 0.01-0.05 points more error
+# than aohr-68; 79 fps end to end with onnxruntime; benchmarks/README.md, "The shipped trackers and their encoder").
 DEFAULT_TRACKER = "1dformer-68"
 
 __all__ = [

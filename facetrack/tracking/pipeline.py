@@ -54,7 +54,8 @@ class TrackerConfig:
     reid_gap: int = 15  # frames a lost face keeps its id while waiting for a nearby detection
     confidence_weight: float = 0.5  # exponent of the mean landmark confidence in the combined score
     match_iou: float = 0.3  # a detection overlapping a tracked face this much is that face
-    smoothing: dict[str, Any] | None = None  # output filter spec (facetrack.tracking.smoothing); None = off
+    # output filter (facetrack.tracking.smoothing.smoothing_params: True, a method name or a spec); None = off
+    smoothing: bool | str | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:

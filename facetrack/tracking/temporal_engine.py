@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from facetrack.data.transforms import CropSmoothing, apply_affine, box_from_landmarks, invert_affine
+from facetrack.data.transforms import CropSmoothing, box_from_landmarks
 from facetrack.errors import ModelError
 from facetrack.landmarker import Landmarker
 from facetrack.models.temporal.base import TemporalLandmarkModel, TemporalState
@@ -47,8 +47,7 @@ class TemporalEngine:
         with torch.inference_mode():
             outputs, state = self.model.step(tensor, state)
             coords, conf = self.model.decode(outputs)
-        coords_np = self.landmarker.calibrated(coords).cpu().numpy().astype(np.float64)
-        points = [apply_affine(c, invert_affine(m)) for c, m in zip(coords_np, matrices)]
+        points = self.landmarker.to_image(self.landmarker.calibrated(coords), matrices)
         conf_np = conf.cpu().numpy().astype(np.float64)
         return [FaceEstimate(p, c, b.copy(), s) for p, c, b, s in zip(points, conf_np, boxes, state.split())]
 
