@@ -47,7 +47,7 @@ class TrackerConfig:
     """Thresholds and policies of the tracking loop (CRCT's T_C and T_B, plus the multi-face ones)."""
 
     detect_every: int = 0  # also detect every N frames to pick up faces that enter (0 = only when needed)
-    max_faces: int = 1
+    max_faces: int = 1  # 0 = every face the detector finds
     min_face: float = 24.0  # detector boxes smaller than this (pixels, longer side) are skipped
     keep_threshold: float = 0.3  # T_C on the combined validation score
     redetect_ratio: float = 0.5  # T_B of Eq. 8: centre distance / previous box diagonal
@@ -58,8 +58,8 @@ class TrackerConfig:
     smoothing: bool | str | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.max_faces < 1:
-            raise ValueError(f"max_faces must be >= 1, got {self.max_faces}")
+        if self.max_faces < 0:
+            raise ValueError(f"max_faces must be >= 0 (0 = all faces), got {self.max_faces}")
         if self.detect_every < 0:
             raise ValueError(f"detect_every must be >= 0, got {self.detect_every}")
         if not 0.0 <= self.confidence_weight <= 1.0:
@@ -223,7 +223,8 @@ class FaceTracker:
 
         # 2. Detect when needed (lines 3-10), re-initialise waiting faces, start new ones.
         self.identities.expire(frame)
-        periodic = cfg.detect_every > 0 and frame % cfg.detect_every == 0 and len(kept) < cfg.max_faces
+        periodic = cfg.detect_every > 0 and frame % cfg.detect_every == 0 and (
+            cfg.max_faces == 0 or len(kept) < cfg.max_faces)
         detect_time = 0.0
         if frame == 0 or not kept or self.identities.waiting() > 0 or periodic:
             boxes, det_scores = self._detect(image)
@@ -231,7 +232,8 @@ class FaceTracker:
             free = ~self._on_tracked_face(boxes, kept)
             boxes, det_scores = boxes[free], det_scores[free]
             reclaimed = self.identities.reclaim(boxes)  # detection index -> waiting track id
-            room = cfg.max_faces - len(kept) - self.identities.waiting()  # waiting includes the reclaimed
+            room = (len(boxes) if cfg.max_faces == 0  # 0 = all; waiting includes the reclaimed
+                    else cfg.max_faces - len(kept) - self.identities.waiting())
             others = [j for j in range(len(boxes)) if j not in reclaimed]
             area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
             others.sort(key=lambda j: -(area[j] * max(det_scores[j], 1e-6)))

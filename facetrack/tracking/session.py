@@ -7,7 +7,7 @@ Outputs (the public contract of shared/DESIGN.md, plus ``--format`` extras):
 - ``landmarks.jsonl``: one JSON object per frame, faces included (an empty list on frames without a face);
 - ``landmarks.npz``: the CSV as arrays, built from the CSV at the end (nothing accumulates in memory);
 - ``annot/000001.pts``: the 300VW layout, 1-based frame numbers, the lowest track id of each frame; with
-  ``max_faces > 1`` every track also goes to ``tracks/<track_id>/annot/``;
+  ``max_faces`` other than 1 (0 = all) every track also goes to ``tracks/<track_id>/annot/``;
 - ``overlay.mp4`` with ``render``.
 """
 from __future__ import annotations
@@ -162,7 +162,7 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
     jsonl = (out / "landmarks.jsonl").open("w", encoding="utf-8") if "jsonl" in formats else None
     overlay = _Overlay(out / "overlay.mp4", frames.fps) if render else None
     edges = _scheme_edges(scheme) if (render or show) else ()
-    multi = tracker.config.max_faces > 1
+    multi = tracker.config.max_faces != 1  # 0 = all faces
     sums = {"decode": 0.0, "detection": 0.0, "landmarks": 0.0, "total": 0.0}
     count = 0
     started = time.perf_counter()

@@ -77,6 +77,13 @@ def test_max_faces_keeps_the_largest(fakes):
     assert len(results[0]) == 1 and results[0][0].box[0] > 150
 
 
+def test_max_faces_zero_tracks_every_face(fakes):
+    frames = [fakes.draw_frame(SIZE, [(60, 100, 20), (200, 100, 40), (280, 60, 16)], seed=t) for t in range(3)]
+    results, _, _, _ = run(fakes, frames, max_faces=0)
+    assert all(len(faces) == 3 for faces in results)
+    assert [f.track_id for f in results[-1]] == [0, 1, 2]
+
+
 def test_detect_every_picks_up_a_face_that_enters(fakes):
     a = lambda t: (60, 100)  # noqa: E731
     b = lambda t: (250, 100) if t >= 7 else None  # noqa: E731
@@ -154,4 +161,4 @@ def test_combined_score_needs_both(fakes):
     np.testing.assert_allclose(combined_score(None, conf, 0.5), [1.0, 0.04, 0.0])
     np.testing.assert_allclose(combined_score(np.array([0.04, 1.0, 1.0]), conf, 0.5), [0.2, 0.2, 0.0])
     with pytest.raises(ValueError):
-        TrackerConfig(max_faces=0)
+        TrackerConfig(max_faces=-1)
