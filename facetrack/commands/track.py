@@ -2,9 +2,12 @@
 [--detect-every N] [--format csv,jsonl,npz,pts] [--smooth aligned|one-euro|none]``.
 
 SOURCE: a video file, a folder of frames, a folder of videos, or a camera index. One source writes into DIR;
-several sources (or a folder of videos) write one folder per video under DIR. A video whose summary.json
-says ``completed: true`` is skipped (re-run the same command to resume a batch; ``--force`` redoes it);
-a failing video is reported and the others go on; the exit code is 1 when any failed. A camera shows a
+several sources (or a folder of videos) write one folder per video under DIR. Each folder's summary.json
+records what made it (the source's path, size, time and content hash, the model, detector, formats and
+options): a folder made by exactly this run and finished is skipped, one interrupted is resumed from its last
+checkpoint (tracks restart there with a fresh detection), and one made by anything else is refused, never
+overwritten (``--force`` starts over). A failing or refused video is reported and the others go on; the exit
+code is 1 when any failed. A camera shows a
 live window when a display exists (never with opencv-python-headless). Ctrl-C keeps what was written and
 marks the summary as stopped early.
 """
@@ -40,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--refine", type=int, default=2, help="re-crop passes on a fresh detection (default 2)")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="landmark encoder runtime: onnxruntime on the CPU when possible (auto), or torch/onnx")
-    p.add_argument("--force", action="store_true", help="redo sources whose output is already complete")
+    p.add_argument("--force", action="store_true",
+                   help="start over: replace the output folder's results whatever made them (no skip, no resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -85,7 +89,8 @@ def output_folders(sources: list[str], out: Path, batch: bool) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from facetrack.api import Tracker
     from facetrack.errors import FacetrackError
-    from facetrack.tracking.session import is_complete, parse_formats, track_to_folder
+    from facetrack.io.track_output import plan
+    from facetrack.tracking.session import parse_formats, provenance, track_to_folder
 
     try:
         formats = parse_formats(args.format)
@@ -103,13 +108,27 @@ def run(args: argparse.Namespace) -> int:
     done = skipped = 0
     for src, folder in zip(sources, folders):
         is_camera = src.isdigit() and not Path(src).exists()
-        if not args.force and not is_camera and is_complete(folder):
-            print(f"skip {src}: already complete in {folder}")
+        try:  # what the folder holds decides: skip an exact finished match, resume an exact unfinished one
+            record = provenance(tracker, int(src) if is_camera else src, formats, args.render)
+            todo = plan(folder, record, force=args.force or is_camera, resumable=not args.render)
+        except Exception as exc:
+            failed.append((src, str(exc)))
+            print(f"FAILED {src}: {exc}", file=sys.stderr)
+            continue
+        if todo.action == "skip":
+            print(f"skip {src}: {todo.message}")
             skipped += 1
             continue
+        if todo.action == "refuse":
+            failed.append((src, f"refused: {todo.message}"))
+            print(f"REFUSED {src}: {todo.message}", file=sys.stderr)
+            continue
+        if todo.action == "resume":
+            print(f"{src}: {todo.message}")
         try:
             summary = track_to_folder(tracker, int(src) if is_camera else src, folder, formats, render=args.render,
-                                      show=is_camera, progress=not args.no_progress)
+                                      show=is_camera, progress=not args.no_progress,
+                                      resume=todo.action == "resume", record=record)
         except KeyboardInterrupt:
             print(f"interrupted on {src}: the frames processed so far are in {folder}", file=sys.stderr)
             raise
@@ -122,8 +141,10 @@ def run(args: argparse.Namespace) -> int:
         note = f" ({summary['reason']})" if summary.get("reason") else ""
         fps = f"{summary['fps']:.1f}" if summary.get("fps") else "-"
         total = f"{timing['total']:.1f}" if timing.get("total") is not None else "-"
+        bad = f", {len(summary['bad_frames'])} undecodable frame(s) skipped" if summary.get("bad_frames") else ""
+        resumed = f", resumed at frame {summary['resumed_from']}" if summary.get("resumed_from") else ""
         print(f"{src} -> {folder}: {summary['frames_read']} frames, {summary['frames_with_face']} with a face, "
-              f"{summary['tracks']} track(s), {fps} fps ({total} ms/frame){note}")
+              f"{summary['tracks']} track(s), {fps} fps ({total} ms/frame){resumed}{bad}{note}")
     if len(sources) > 1:
         print(f"{done} tracked, {skipped} skipped (complete), {len(failed)} failed")
     for src, message in failed:

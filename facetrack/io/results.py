@@ -13,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,39 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def cut_tail(path: str | Path, keep: Callable[[bytes], bool], block: int = 1 << 16) -> list[bytes]:
+    """Truncate a line-oriented file after its last complete line for which ``keep`` is True (a partial last
+    line, left by a killed writer, always goes); returns the complete lines cut, in file order. The file is read
+    backwards from its end, block by block: the cost is that of the part cut, not of the file."""
+    path = Path(path)
+    removed: list[bytes] = []
+    with path.open("r+b") as fh:
+        end = pos = fh.seek(0, os.SEEK_END)
+        carry, first = b"", True
+        while True:
+            start = max(0, pos - block)
+            fh.seek(start)
+            data = fh.read(pos - start) + carry
+            pos = start
+            lines = data.split(b"\n")
+            carry = lines[0] if start > 0 else b""
+            body = lines[1:] if start > 0 else lines
+            if first:
+                if not body:  # no newline in this block yet: keep reading backwards
+                    continue
+                end -= len(body.pop())  # after the last newline: empty, or a partial line
+                first = False
+            for line in reversed(body):
+                if keep(line):
+                    fh.truncate(end)
+                    return removed[::-1]
+                removed.append(line)
+                end -= len(line) + 1
+            if start == 0:
+                fh.truncate(0)
+                return removed[::-1]
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
@@ -309,22 +342,22 @@ class LandmarksCSVWriter:
         self.rows_written = 0
 
     def _prepare_append(self) -> None:
-        data = self.path.read_bytes()
-        if not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with self.path.open("r+b") as fh:
-                fh.truncate(cut)
-            data = data[:cut]
-        lines = data.decode("utf-8").splitlines()
-        if not lines or lines[0].split(",") != self.header:
-            raise DataError(
-                self.path, f"cannot append: header is not that of a {self.num_points}-point landmarks.csv", 1
-            )
-        if len(lines) > 1:
+        # Only the header and the tail are read: resuming costs the same for a short and an hour-long file.
+        cut_tail(self.path, lambda line: True)  # a partial last line left by a killed process goes
+        with self.path.open("rb") as fh:
+            first = fh.readline(1 << 20).decode("utf-8", "replace").rstrip("\r\n")
+            if first.split(",") != self.header:
+                raise DataError(
+                    self.path, f"cannot append: header is not that of a {self.num_points}-point landmarks.csv", 1
+                )
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - (1 << 20)))
+            tail = fh.read().splitlines()
+        if size > len(first) + 1 and tail:
             try:
-                self.last_frame = int(lines[-1].split(",", 1)[0])
+                self.last_frame = int(tail[-1].split(b",", 1)[0])
             except ValueError:
-                raise DataError(self.path, "cannot append: bad frame number in the last row", len(lines)) from None
+                raise DataError(self.path, "cannot append: bad frame number in the last row") from None
 
     def write(
         self,
@@ -335,8 +368,8 @@ class LandmarksCSVWriter:
         score: float | None,
         landmarks: np.ndarray,
         conf: np.ndarray | None = None,
-    ) -> None:
-        """Append one row (landmarks ``(N, 2)`` frame pixels, ``conf`` ``(N,)``) and flush it."""
+    ) -> list[str]:
+        """Append one row (landmarks ``(N, 2)`` frame pixels, ``conf`` ``(N,)``) and flush it; returns its cells."""
         pts = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
         if len(pts) != self.num_points:
             raise ValueError(f"expected {self.num_points} landmarks, got {len(pts)}")
@@ -353,6 +386,7 @@ class LandmarksCSVWriter:
         self._fh.flush()
         self.rows_written += 1
         self.last_frame = int(frame)
+        return cells
 
     def close(self) -> None:
         if not self._fh.closed:

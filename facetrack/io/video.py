@@ -58,6 +58,12 @@ class FrameSource(ABC):
     def read(self, index: int) -> np.ndarray:
         """Frame ``index`` (0-based) as BGR uint8."""
 
+    def iter_from(self, start: int) -> Iterator[Frame]:
+        """Like iteration, from frame ``start`` on (a resumed run); frames before it are not converted."""
+        for item in self:
+            if item[0] >= start:
+                yield item
+
     def close(self) -> None:
         """Release the decoder; the default has nothing to release."""
 
@@ -150,13 +156,26 @@ class VideoFileSource(FrameSource):
         return cap
 
     def __iter__(self) -> Iterator[Frame]:
-        # A fresh decoder per pass: iteration never depends on where read() left the shared one.
+        return self.iter_from(0)
+
+    def iter_from(self, start: int) -> Iterator[Frame]:
+        # A fresh decoder per pass: iteration never depends on where read() left the shared one. Frames before
+        # ``start`` are only grabbed (decoded, never converted), which keeps decoder timestamps exact.
         cap = self._open()
         index = 0
         pts: list[float] = []
         try:
             while True:
                 try:
+                    if index < start:
+                        ok, frame = cap.grab(), None
+                        if ok:
+                            ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+                            pts.append(ms if math.isfinite(ms) and ms >= 0 and (not pts or ms > pts[-1]) else math.nan)
+                            self.frames_read = max(self.frames_read, index + 1)
+                            index += 1
+                            continue
+                        break
                     ok, frame = cap.read()
                 except cv2.error as exc:  # a damaged packet can surface as an exception
                     logger.warning("%s: decoder error at frame %d: %s", self.path, index, exc)
@@ -287,21 +306,43 @@ class ImageFolderSource(FrameSource):
         )
         if not self.files:
             raise DataError(self.folder, f"no image frames ({', '.join(sorted(IMAGE_EXTENSIONS))}) in the folder")
-        first = read_image(self.files[0])
+        self.bad_frames: list[int] = []
+        self.bad_frame_reasons: dict[int, str] = {}
+        first = None
+        for index, path in enumerate(self.files):  # the first readable frame gives the size
+            try:
+                first = read_image(path)
+                break
+            except DataError as exc:
+                self._record_bad(index, exc)
+        if first is None:
+            raise DataError(self.folder, f"none of the {len(self.files)} frame images can be decoded")
         self.size = (int(first.shape[1]), int(first.shape[0]))
         self.fps = float(fps) if fps is not None else DEFAULT_FPS
         self.frame_count = len(self.files)
         self.truncated = False
         self.frames_read = 0
-        self.bad_frames: list[int] = []
+
+    def _record_bad(self, index: int, exc: Exception) -> None:
+        if index not in self.bad_frames:
+            self.bad_frames.append(index)
+        self.bad_frame_reasons[index] = str(exc)
 
     def __iter__(self) -> Iterator[Frame]:
-        for index, path in enumerate(self.files):
+        return self.iter_from(0)
+
+    def iter_from(self, start: int) -> Iterator[Frame]:
+        from facetrack.io.validation import image_problem
+
+        for index in range(max(0, int(start)), len(self.files)):
+            path = self.files[index]
             try:
+                problem = image_problem(path)
+                if problem is not None:
+                    raise DataError(path, problem)
                 frame = read_image(path)
             except DataError as exc:
-                if index not in self.bad_frames:
-                    self.bad_frames.append(index)
+                self._record_bad(index, exc)
                 message = f"skipping frame {index}: {exc}"
                 logger.warning(message)
                 warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -344,6 +385,11 @@ class CameraSource(FrameSource):
 
     def read(self, index: int) -> np.ndarray:
         raise ValueError(f"{self.name}: a live camera has no random access")
+
+    def iter_from(self, start: int) -> Iterator[Frame]:
+        if start:
+            raise ValueError(f"{self.name}: a live camera cannot resume from frame {start}")
+        return iter(self)
 
     def close(self) -> None:
         if self._cap is not None:

@@ -81,27 +81,61 @@ def locate_card(name_or_path: str | Path) -> Path:
 
 
 def read_card(path: str | Path) -> dict[str, Any]:
-    """The model card as a dict; a malformed card is an error naming the file."""
+    """The model card as a dict, every field's type and range checked before use; errors name the file."""
+    from facetrack.io.validation import MAX_CARD_BYTES, check_card, load_json, model_error
+
     path = Path(path)
+    card = load_json(path, "model card", MAX_CARD_BYTES, fail=model_error)
+    return check_card(card, path)
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors header (nothing loaded)."""
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: cannot read model card: {exc}") from exc
-    if not isinstance(card, dict) or not isinstance(card.get("arch"), str) or not isinstance(card.get("config"), dict):
-        raise ModelError(f"{path}: model card needs an 'arch' string and a 'config' object")
-    return card
+        with safe_open(str(weights), framework="pt") as handle:
+            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{weights}: not a readable safetensors file: {exc}") from exc
+
+
+def _mismatch(state: dict[str, tuple[int, ...]], tensors: dict[str, tuple[int, ...]]) -> str:
+    missing = sorted(set(state) - set(tensors))
+    unexpected = sorted(set(tensors) - set(state))
+    wrong = sorted(k for k in set(state) & set(tensors) if state[k] != tensors[k])
+    return "; ".join(
+        f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''} ({len(keys)})"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
+        if keys
+    )
+
+
+def _probe(card: dict[str, Any], card_path: Path, weights: Path) -> None:
+    """Build the card's architecture without memory (torch's meta device) and compare its tensor shapes with
+    the file's header: a card whose sizes do not match its weights is refused before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            model = build_model(card["arch"], **card["config"])
+    except ModelError as exc:
+        raise ModelError(f"{card_path}: {exc}") from exc
+    except Exception:  # an architecture that cannot be built on the meta device: the real build checks it
+        return
+    state = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    detail = _mismatch(state, _header_shapes(weights))
+    if detail:
+        raise ModelError(f"{weights}: does not match the architecture of {card_path} ({detail})")
 
 
 def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> LandmarkModel:
     """Rebuild the card's architecture and load its safetensors weights; refuses any mismatch. Eval mode."""
     card_path = locate_card(name_or_path)
     card = read_card(card_path)
-    weights = card_path.parent / str(card.get("weights", card_path.with_suffix(".safetensors").name))
-    if not weights.exists():
-        raise ModelError(f"{weights}: weight file named by {card_path} not found")
+    from facetrack.io.validation import card_weights_path
+
+    weights = card_weights_path(card, card_path)
     expected = card.get("sha256")
     if expected is not None and _sha256(weights) != expected:
         raise ModelError(f"{weights}: sha256 differs from the one recorded in {card_path} (corrupt or replaced file)")
+    _probe(card, card_path, weights)
     try:
         tensors = load_file(str(weights), device=str(map_location))
         with safe_open(str(weights), framework="pt") as handle:
@@ -114,16 +148,9 @@ def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu
         model = build_model(card["arch"], **card["config"])
     except ModelError as exc:
         raise ModelError(f"{card_path}: {exc}") from exc
-    state = model.state_dict()
-    missing = sorted(set(state) - set(tensors))
-    unexpected = sorted(set(tensors) - set(state))
-    wrong = sorted(k for k in set(state) & set(tensors) if tuple(state[k].shape) != tuple(tensors[k].shape))
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''} ({len(keys)})"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
-            if keys
-        )
+    detail = _mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                       {k: tuple(v.shape) for k, v in tensors.items()})
+    if detail:
         raise ModelError(f"{weights}: does not match the architecture of {card_path} ({detail})")
     model.load_state_dict(tensors, strict=True)
     model.card = card  # type: ignore[attr-defined]  # kept for writers (model name, crop policy)

@@ -1,5 +1,6 @@
 """Writing a peer's results in facetrack's contracts: PRED.json of ``detect`` and the folder of ``track``
-(landmarks.csv flushed per frame, summary.json written before the first frame and again at the end).
+(through the same sink as ``facetrack track``, ``facetrack.io.track_output.TrackOutput``: landmarks.csv flushed
+per frame, summary.json written before the first frame and again at the end).
 
 A peer adapter provides ``name``, ``detector_name``, ``scheme``, ``num_points``, ``accepts_boxes``,
 ``detect(image) -> list[FacePrediction]``, ``from_boxes(image, boxes)`` (when it accepts boxes) and
@@ -14,14 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from facetrack.io.results import (
-    FacePrediction,
-    ImagePrediction,
-    LandmarksCSVWriter,
-    Prediction,
-    write_predictions,
-    write_summary_json,
-)
+from facetrack.io.results import FacePrediction, ImagePrediction, Prediction, write_predictions
+from facetrack.io.track_output import FaceRow, TrackOutput
 
 
 class VideoRun(Protocol):
@@ -117,54 +112,55 @@ def track_to_folder(peer: Any, source: Any, out_dir: str | Path, progress: bool 
         "num_points": peer.num_points, "detector": peer.detector_name, "peer": True,
         "timings_ms": {"decode": None, "detection": None, "landmarks": None, "total": None}, "fps": None,
     }
-    write_summary_json(out / "summary.json", summary)
-    frames = open_source(source)
+    sink = TrackOutput(out, peer.num_points, ("csv",))
+    sink.start(summary)
+    try:
+        frames = open_source(source)
+    except Exception:
+        sink.close_files()
+        raise
     summary.update({"width": frames.size[0], "height": frames.size[1], "source_fps": frames.fps,
                     "source_frames": frames.frame_count})
     sums = {"decode": 0.0, "detection": 0.0, "landmarks": 0.0, "total": 0.0}
-    count = with_face = 0
-    track_ids: set[int] = set()
+    count = 0
     reported = {"decode", "total"}  # a peer that cannot time its detector apart leaves "detection" empty
     run = peer.video()
     started = time.perf_counter()
     completed = False
     try:
-        with LandmarksCSVWriter(out / "landmarks.csv", peer.num_points) as writer:
-            iterator: Iterable[Any] = iter(frames)
-            bar = tqdm(total=frames.frame_count, unit="frame", desc=peer.name, disable=not progress)
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    index, time_s, image = next(iterator)  # type: ignore[call-overload]
-                except StopIteration:
-                    break
-                t1 = time.perf_counter()
-                faces, timings = run.process(image)
-                for track_id, face in faces:
-                    writer.write(index, time_s, track_id, face.bbox, face.score, face.landmarks,
-                                 face.landmark_scores)
-                    track_ids.add(int(track_id))
-                with_face += bool(faces)
-                sums["decode"] += 1000.0 * (t1 - t0)
-                for key in ("detection", "landmarks"):
-                    if key in timings:
-                        sums[key] += timings[key]
-                        reported.add(key)
-                sums["total"] += 1000.0 * (time.perf_counter() - t0)
-                count += 1
-                bar.update(1)
-            bar.close()
+        iterator: Iterable[Any] = iter(frames)
+        bar = tqdm(total=frames.frame_count, unit="frame", desc=peer.name, disable=not progress)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                index, time_s, image = next(iterator)  # type: ignore[call-overload]
+            except StopIteration:
+                break
+            t1 = time.perf_counter()
+            faces, timings = run.process(image)
+            sink.write(index, time_s, [FaceRow(tid, f.bbox, f.score, f.landmarks, f.landmark_scores)
+                                       for tid, f in faces])
+            sums["decode"] += 1000.0 * (t1 - t0)
+            for key in ("detection", "landmarks"):
+                if key in timings:
+                    sums[key] += timings[key]
+                    reported.add(key)
+            sums["total"] += 1000.0 * (time.perf_counter() - t0)
+            count += 1
+            bar.update(1)
+        bar.close()
         completed = True
     finally:
         wall = time.perf_counter() - started
         run.close()
         frames.close()
+        totals = sink.counts()
         summary.update({
             "completed": completed, "reason": None if completed else "failed or interrupted",
-            "frames_read": count, "frames_with_face": with_face, "tracks": len(track_ids),
-            "track_ids": sorted(track_ids),
+            "frames_read": count, "frames_with_face": totals["frames_with_face"],
+            "tracks": len(totals["track_ids"]), "track_ids": totals["track_ids"],
             "timings_ms": {k: (v / count if count and k in reported else None) for k, v in sums.items()},
             "fps": count / wall if count and wall > 0 else None, "wall_s": wall,
         })
-        write_summary_json(out / "summary.json", summary)
+        sink.finish(summary, completed)
     return summary

@@ -2,13 +2,16 @@
 
 Outputs (the public contract of shared/DESIGN.md, plus ``--format`` extras):
 - ``landmarks.csv`` always (rows flushed as frames are processed; a frame with no face has no row);
-- ``summary.json``: written as "not completed" before the first frame and rewritten at the end, so a run that is
-  killed, interrupted or fails still leaves one saying so (``completed``/``reason``);
+- ``summary.json``: written as "not completed" before the first frame, at each checkpoint and at the end, so a run
+  that is killed, interrupted or fails still leaves one saying so (``completed``/``reason``); it records what made
+  the folder (``provenance``), frame images that could not be decoded (``bad_frames``) and, while unfinished,
+  where a resumed run goes on (``progress``);
 - ``landmarks.jsonl``: one JSON object per frame, faces included (an empty list on frames without a face);
-- ``landmarks.npz``: the CSV as arrays, built from the CSV at the end (nothing accumulates in memory);
+- ``landmarks.npz``: the CSV as arrays, assembled from bounded parts (``facetrack.io.track_output``);
 - ``annot/000001.pts``: the 300VW layout, 1-based frame numbers, the lowest track id of each frame; with
   ``max_faces`` other than 1 (0 = all) every track also goes to ``tracks/<track_id>/annot/``;
-- ``overlay.mp4`` with ``render``.
+- ``overlay.mp4`` with ``render`` (a run with it cannot resume: it starts over).
+All files go through one sink, ``facetrack.io.track_output.TrackOutput``, shared with the peers' adapters.
 """
 from __future__ import annotations
 
@@ -24,13 +27,11 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from facetrack.io.pts import write_pts
-from facetrack.io.results import LandmarksCSVWriter, read_landmarks_csv, write_summary_json
+from facetrack.io.results import write_summary_json
+from facetrack.io.track_output import FORMATS
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("csv", "jsonl", "npz", "pts")
-_TRACK_COLOURS = [(0, 255, 0), (255, 128, 0), (0, 128, 255), (255, 0, 255), (0, 255, 255), (255, 255, 0)]
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -63,17 +64,10 @@ def is_complete(out_dir: str | Path) -> bool:
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[Any], edges: Sequence[tuple[int, int]] = ()) -> np.ndarray:
-    """The frame with each face's landmarks, box and track id, one colour per track."""
-    from facetrack.landmarker import draw_landmarks
+    """The frame with each face's landmarks, box and track id, one colour per track (``facetrack.draw``)."""
+    from facetrack.drawing import draw
 
-    out = image
-    for face in faces:
-        colour = _TRACK_COLOURS[face.track_id % len(_TRACK_COLOURS)]
-        out = draw_landmarks(out, face.landmarks, edges, colour)
-        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
-        cv2.rectangle(out, (x0, y0), (x1, y1), colour, 1, cv2.LINE_AA)
-        cv2.putText(out, f"{face.track_id}", (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
-    return out
+    return draw(image, faces, edges=edges)
 
 
 class _Overlay:
@@ -100,13 +94,6 @@ class _Overlay:
             self.writer = None
 
 
-def _face_json(face: Any) -> dict[str, Any]:
-    return {"track_id": int(face.track_id), "box": [round(float(v), 2) for v in face.box],
-            "score": round(float(face.score), 4),
-            "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in face.landmarks],
-            "confidences": [round(float(c), 4) if np.isfinite(c) else None for c in face.confidences]}
-
-
 def _scheme_edges(scheme: str) -> tuple[tuple[int, int], ...]:
     try:
         from facetrack.schemes import get_scheme
@@ -116,17 +103,37 @@ def _scheme_edges(scheme: str) -> tuple[tuple[int, int], ...]:
         return ()
 
 
+def provenance(tracker: Any, source: Any, formats: Sequence[str], render: bool = False) -> dict[str, Any]:
+    """What makes this run's outputs what they are: the source's identity, the model and its weights' hash, the
+    detector, validator, formats and options. ``track`` skips a folder only when its record equals this."""
+    from facetrack.io.track_output import _normal, source_fingerprint
+
+    engine = tracker.engine
+    landmarker = getattr(engine, "landmarker", None)
+    card = getattr(getattr(landmarker, "model", None), "card", None) or {}
+    options = {"config": asdict(tracker.config), "refine": getattr(landmarker, "refine", None),
+               "flip": getattr(landmarker, "flip", None), "render": bool(render)}
+    return _normal({"source": source_fingerprint(source), "formats": list(parse_formats(formats)),
+                    "model": {"name": tracker.model_name, "sha256": card.get("sha256") if isinstance(card, dict) else None},
+                    "detector": tracker.detector_name,
+                    "validator": None if tracker.validator is None else "face_validator", "options": options})
+
+
 def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Sequence[str] = ("csv",),
-                    render: bool = False, show: bool = False, progress: bool = True) -> dict[str, Any]:
+                    render: bool = False, show: bool = False, progress: bool = True, resume: bool = False,
+                    record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Track ``source`` (a path, camera index or open ``FrameSource``) with a ``facetrack.Tracker`` into
     ``out_dir``; returns the summary it wrote.
 
-    KeyboardInterrupt and errors after the source opened still write everything processed so far and a
-    summary with ``completed: false`` and the reason, then propagate.
+    ``resume``: continue the folder's interrupted run from the frame after its last checkpoint (tracks start
+    afresh there: the detector runs on that frame); otherwise the folder's outputs are replaced. ``record``:
+    the provenance to store (default ``provenance(...)``). KeyboardInterrupt and errors after the source opened
+    still write everything processed so far and a summary with ``completed: false`` and the reason, then propagate.
     """
     from tqdm import tqdm
 
     from facetrack import __version__
+    from facetrack.io.track_output import FaceRow, TrackOutput
     from facetrack.io.video import CameraSource, FrameSource, open_source
 
     out = Path(out_dir)
@@ -141,50 +148,42 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
         "timings_ms": {"decode": None, "detection": None, "landmarks": None, "total": None}, "fps": None,
         "formats": list(formats), "render": bool(render), "config": asdict(tracker.config),
         "facetrack_version": __version__,
+        "provenance": record if record is not None else provenance(tracker, source, formats, render),
     }
-    summary_path = out / "summary.json"
     try:
         frames = source if isinstance(source, FrameSource) else open_source(source)
     except Exception as exc:
         summary["reason"] = f"cannot open the source: {exc}"
-        write_summary_json(summary_path, summary)
+        sink = TrackOutput(out, tracker.num_points, formats, resume=resume)
+        sink.start(summary)
+        sink.close_files()
         raise
     live = isinstance(frames, CameraSource)
+    resume = resume and not live and not render
+    sink = TrackOutput(out, tracker.num_points, formats, multi=tracker.config.max_faces != 1, resume=resume)
+    start = sink.resume_from
     summary.update({"width": frames.size[0], "height": frames.size[1], "source_fps": frames.fps,
-                    "source_frames": frames.frame_count, "live": live})
-    write_summary_json(summary_path, summary)
+                    "source_frames": frames.frame_count, "live": live, "resumed_from": start or None})
+    sink.start(summary)
     if show and not has_display():
         logger.warning("no display (DISPLAY unset or OpenCV built without GUI, e.g. opencv-python-headless): "
                        "not showing a live window, writing the outputs only")
         show = False
 
-    csv_writer = LandmarksCSVWriter(out / "landmarks.csv", tracker.num_points)
-    jsonl = (out / "landmarks.jsonl").open("w", encoding="utf-8") if "jsonl" in formats else None
     overlay = _Overlay(out / "overlay.mp4", frames.fps) if render else None
     edges = _scheme_edges(scheme) if (render or show) else ()
-    multi = tracker.config.max_faces != 1  # 0 = all faces
     sums = {"decode": 0.0, "detection": 0.0, "landmarks": 0.0, "total": 0.0}
     count = 0
     started = time.perf_counter()
-    bar = tqdm(total=frames.frame_count, unit="frame", desc=Path(str(summary["source"])).name or str(summary["source"]),
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=frames.frame_count, initial=start, unit="frame", disable=not progress, dynamic_ncols=True,
+               desc=Path(str(summary["source"])).name or str(summary["source"]))
     reason: str | None = None
     completed = False
     try:
-        for result in tracker.track(frames, with_frames=bool(render or show)):
-            for face in result.faces:
-                csv_writer.write(result.index, result.time_s, face.track_id, face.box, face.score,
-                                 face.landmarks, face.confidences)
-            if jsonl is not None:
-                jsonl.write(json.dumps({"frame": result.index, "time_s": round(result.time_s, 6),
-                                        "faces": [_face_json(f) for f in result.faces]}) + "\n")
-                jsonl.flush()
-            if "pts" in formats and result.faces:
-                name = f"{result.index + 1:06d}.pts"
-                write_pts(_mkdir(out / "annot") / name, result.faces[0].landmarks)
-                if multi:
-                    for face in result.faces:
-                        write_pts(_mkdir(out / "tracks" / str(face.track_id) / "annot") / name, face.landmarks)
+        stream = frames.iter_from(start) if start else frames
+        for result in tracker.track(stream, with_frames=bool(render or show)):
+            sink.write(result.index, result.time_s, [FaceRow(f.track_id, f.box, f.score, f.landmarks, f.confidences)
+                                                     for f in result.faces])
             if result.image is not None and (overlay is not None or show):
                 drawn = draw_faces(result.image, result.faces, edges)
                 if overlay is not None:
@@ -203,15 +202,12 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
         reason = "interrupted (Ctrl-C); rows of the frames processed so far are kept"
         raise
     except Exception as exc:
-        reason = f"failed at frame {count}: {type(exc).__name__}: {exc}"
+        reason = f"failed at frame {start + count}: {type(exc).__name__}: {exc}"
         raise
     finally:
         wall = time.perf_counter() - started
         bar.close()
         frames.close()
-        csv_writer.close()
-        if jsonl is not None:
-            jsonl.close()
         if overlay is not None:
             overlay.close()
         if show:
@@ -221,32 +217,26 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
         if completed and reason is None:
             reason = "the video stops early (truncated or damaged file)" if truncated else (
                 "the camera stopped delivering frames" if live else None)
+        totals = sink.counts()
+        bad = getattr(frames, "bad_frame_reasons", {}) or {}
         summary.update({
-            "completed": completed, "reason": reason, "frames_read": count,
-            "frames_with_face": stats.frames_with_face, "tracks": len(stats.track_ids),
-            "track_ids": sorted(stats.track_ids), "truncated": truncated,
+            "completed": completed, "reason": reason, "frames_read": totals["frames_read"],
+            "frames_with_face": totals["frames_with_face"], "tracks": len(totals["track_ids"]),
+            "track_ids": totals["track_ids"], "truncated": truncated,
+            "bad_frames": [{"frame": int(i), "reason": bad[i]} for i in sorted(bad)],
             "tiny_faces_skipped": stats.tiny_faces_skipped, "detector_runs": stats.detector_runs,
             "tracks_lost": stats.tracks_lost, "reidentified": stats.reidentified,
             "timings_ms": {k: (v / count if count else None) for k, v in sums.items()},
             "fps": count / wall if count and wall > 0 else None, "wall_s": wall,
         })
-        if "npz" in formats:
-            try:
-                _write_npz(out / "landmarks.csv", out / "landmarks.npz")
-            except Exception as exc:  # never lose the summary over an extra format
-                logger.warning("%s: could not write landmarks.npz: %s", out, exc)
-        if stats.frames and not stats.frames_with_face:
+        if bad:
+            summary["note_bad_frames"] = f"{len(bad)} frame image(s) could not be decoded and were skipped"
+        if stats.frames and not totals["frames_with_face"]:
             summary["note"] = "no face found in any frame"
-        write_summary_json(summary_path, summary)
+        try:
+            sink.finish(summary, completed)
+        except Exception as exc:  # never lose the summary over an extra format
+            logger.warning("%s: could not finish the outputs: %s", out, exc)
+            summary["outputs_error"] = str(exc)
+            write_summary_json(out / "summary.json", summary)
     return summary
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write_npz(csv_path: Path, npz_path: Path) -> None:
-    table = read_landmarks_csv(csv_path)
-    np.savez_compressed(npz_path, frame=table.frame, time_s=table.time_s, track_id=table.track_id, boxes=table.boxes,
-                        scores=table.scores, landmarks=table.landmarks, confidences=table.conf)
