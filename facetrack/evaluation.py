@@ -21,15 +21,16 @@ from facetrack.data.sample import FaceSample
 from facetrack.errors import DataError
 from facetrack.io.results import ImagePrediction, Prediction, atomic_write_text
 from facetrack.metrics.auc import PRESETS, auc_fr, auc_fr_preset
-from facetrack.metrics.nme import DATASET_NORMALISERS, NMEMetric
+from facetrack.metrics.nme import NMEMetric
 
-DATASETS = ("300w", "shared300w", "wflw", "cofw", "aflw")
 
-# Default AUC/FR threshold per dataset: 300W 8% (SBR, SPIGA 300W-public), WFLW and COFW 10% (STAR, SPIGA),
-# AFLW 7% (SPIGA's box-normalised sets).
-DEFAULT_THRESHOLDS: dict[str, float] = {"300w": 0.08, "shared300w": 0.08, "wflw": 0.10, "cofw": 0.10, "aflw": 0.07}
-DEFAULT_SPLITS: dict[str, str] = {"300w": "full", "shared300w": "val", "wflw": "test", "cofw": "test", "aflw": "test"}
-WFLW_SUBSETS = ("largepose", "expression", "illumination", "makeup", "occlusion", "blur")
+def __getattr__(name: str) -> Any:
+    """``DATASETS``: the image datasets of the catalogue (``facetrack.data.catalog``), read when asked."""
+    if name == "DATASETS":
+        from facetrack.data.catalog import list_datasets
+
+        return tuple(list_datasets("image"))
+    raise AttributeError(name)
 
 
 # ------------------------------------------------------------------------------------------ ground truth
@@ -41,71 +42,25 @@ def load_ground_truth(dataset: str, root: str | Path, split: str | None = None) 
     300W ``full`` yields ``common``, ``challenge`` and ``full`` (AOHR Table 3's rows); WFLW ``test`` yields
     ``full`` then its six attribute subsets, as papers list them. COFW's ``root`` may be the .mat file.
     """
-    dataset = dataset.lower()
-    split = split or DEFAULT_SPLITS.get(dataset)
-    if dataset == "shared300w":
-        return {Path(split).stem if split.endswith(".json") else split: load_shared300w(root, split)}
-    if dataset == "300w":
-        from facetrack.data.w300 import load_300w
+    from facetrack.data import catalog
 
-        if split == "full":
-            common = load_300w(root, "common")
-            challenge = load_300w(root, "challenge")
-            return {"common": common, "challenge": challenge, "full": common + challenge}
-        return {split: load_300w(root, split)}
-    if dataset == "wflw":
-        from facetrack.data.wflw import load_wflw
-
-        samples = load_wflw(root, split)
-        subsets: dict[str, list[FaceSample]] = {"full": samples}
-        if split == "test":
-            for name in WFLW_SUBSETS:
-                subsets[name] = [s for s in samples if s.attributes.get(name)]
-        return subsets
-    if dataset == "cofw":
-        from facetrack.data.cofw import load_cofw
-
-        return {split: load_cofw(matching_root(dataset, root, split))}
-    if dataset == "aflw":
-        from facetrack.data.aflw import load_aflw
-
-        return {split: load_aflw(root, split)}
-    raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-
-
-SHARED300W_VAL_FRACTION = 0.1
-SHARED300W_SEED = 0
+    return catalog.subsets(dataset, root, split)
 
 
 def load_shared300w(root: str | Path, split: str = "val") -> list[FaceSample]:
     """The 300-W development crops: ``val`` (10 % of source photographs held out, seed 0: the split every
     shipped recipe validates on), ``train`` (the rest), ``all``, or a training run's ``split.json``."""
-    from facetrack.data.splits import split_by_subject
-    from facetrack.data.w300 import load_300w
+    from facetrack.data import catalog
 
-    samples = load_300w(root, "train")
-    if split == "all":
-        return samples
-    if split.endswith(".json"):
-        try:
-            record = json.loads(Path(split).read_text(encoding="utf-8"))
-            val_subjects = set(record["val_subjects"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(split, f"not a training split file with 'val_subjects' ({exc})") from None
-        return [s for s in samples if s.subject in val_subjects]
-    if split not in ("train", "val"):
-        raise DataError(root, f"shared300w split must be val, train, all or a split.json path, got {split!r}")
-    train, val = split_by_subject(samples, SHARED300W_VAL_FRACTION, seed=SHARED300W_SEED)
-    return val if split == "val" else train
+    return catalog.load("shared300w", root, split)
 
 
 def matching_root(dataset: str, root: str | Path, split: str | None = None) -> Path:
     """The folder (or file) image paths are matched relative to: the dataset root, except COFW, whose
     faces are named ``<file.mat>/<index>`` so predictions for ``0001.png`` match face ``0001``."""
-    path = Path(root)
-    if dataset.lower() == "cofw" and path.is_dir():
-        path = path / ("COFW_train_color.mat" if split == "train" else "COFW_test_color.mat")
-    return path
+    from facetrack.data import catalog
+
+    return catalog.matching_root(dataset, root, split)
 
 
 def write_gt_boxes(samples: Sequence[FaceSample], path: str | Path, relative_to: str | Path | None = None) -> Path:
@@ -488,17 +443,21 @@ def default_settings(
     **auc_options: Any,
 ) -> EvaluationSettings:
     """Settings with the dataset's defaults for whatever is not given."""
+    from facetrack.data.catalog import get_dataset
+
     dataset = dataset.lower()
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-    norms = DATASET_NORMALISERS[dataset] if norm is None else ((norm,) if isinstance(norm, str) else tuple(norm))
+    try:
+        spec = get_dataset(dataset)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0])) from None
+    norms = spec.normalisers if norm is None else ((norm,) if isinstance(norm, str) else tuple(norm))
     if preset is not None and preset not in (*PRESETS, "spiga"):
         raise ValueError(f"unknown AUC preset {preset!r}; known: {', '.join([*PRESETS, 'spiga'])}")
     return EvaluationSettings(
         dataset=dataset,
-        split=split or DEFAULT_SPLITS[dataset],
+        split=split or spec.default_split,
         norms=norms,
-        threshold=DEFAULT_THRESHOLDS[dataset] if threshold is None else float(threshold),
+        threshold=spec.threshold if threshold is None else float(threshold),
         preset=preset,
         **auc_options,
     )

@@ -227,8 +227,64 @@ AFLW19 = Scheme(
     )),
 )
 
+# --- ideask21: the 21 points of ideask/Face-Alignment (../shared/data/README.md, "ideask21 points"). Brows
+# 0-5 (subject's right brow outer/centre/inner, then the left brow inner/centre/outer), eye corners 6-9, nose
+# wings and base 10-12, lips 13-15, pupils 16/17, nose tip 18, mouth corners 19/20. No chin or jaw point, so it
+# is not the AFLW-21 order. Flip permutation: the source's Mirror21.txt.
+IDEASK21 = Scheme(
+    name="ideask21",
+    num_points=21,
+    flip_perm=(5, 4, 3, 2, 1, 0, 9, 8, 7, 6, 12, 11, 10, 13, 14, 15, 17, 16, 18, 20, 19),
+    groups={
+        "right_brow": (0, 1, 2),
+        "left_brow": (3, 4, 5),
+        "right_eye": (6, 7, 16),
+        "left_eye": (8, 9, 17),
+        "nose": (10, 11, 12, 18),
+        "mouth": (13, 14, 15, 19, 20),
+    },
+    ocular=(6, 9),
+    pupils=((16,), (17,)),
+    edges=_edges_from_chains((
+        ((0, 1, 2), False), ((3, 4, 5), False), ((6, 16, 7), False), ((8, 17, 9), False),
+        ((10, 11, 12), False), ((10, 18, 12), False), ((19, 13, 20, 15), True), ((19, 14, 20), False),
+    )),
+)
+
+# --- mtfl5: MTFL's five points in RetinaFace's order (subject's right eye centre, left eye centre, nose tip,
+# right mouth corner, left mouth corner; MTFL names them from the viewer). The eye points are centres, not
+# corners: the scheme has pupils (MTFL's inter-ocular distance) but no outer-corner normaliser.
+MTFL5 = Scheme(
+    name="mtfl5",
+    num_points=5,
+    flip_perm=(1, 0, 2, 4, 3),
+    groups={"right_eye": (0,), "left_eye": (1,), "nose": (2,), "mouth": (3, 4)},
+    ocular=None,
+    pupils=((0,), (1,)),
+    edges=((0, 1), (3, 4)),
+)
+
 SCHEMES: dict[str, Scheme] = {
-    s.name: s for s in (IBUG68, WFLW98, COFW29, AFLW19, INNER49, INNER51, COMMON7)
+    s.name: s for s in (IBUG68, WFLW98, COFW29, AFLW19, INNER49, INNER51, COMMON7, IDEASK21, MTFL5)
+}
+
+# Where each point of a scheme sits in iBUG-68, as data (../shared/data/README.md tables, the datasets'
+# ``scheme.json``): point i -> (the iBUG-68 indices whose mean it is, "exact" | "approximate"). "approximate":
+# the two markups do not define the point the same way (a brow centre, a nose wing, a pupil as the centroid of
+# six eye-contour points), so a 68-point model scored on it carries a systematic offset there.
+IBUG68_CORRESPONDENCE: dict[str, tuple[tuple[tuple[int, ...], str], ...]] = {
+    "ideask21": (
+        ((17,), "exact"), ((19,), "approximate"), ((21,), "exact"), ((22,), "exact"), ((24,), "approximate"),
+        ((26,), "exact"), ((36,), "exact"), ((39,), "exact"), ((42,), "exact"), ((45,), "exact"),
+        ((31,), "approximate"), ((33,), "exact"), ((35,), "approximate"), ((51,), "exact"),
+        ((62, 66), "approximate"), ((57,), "exact"), (_r(36, 41), "approximate"), (_r(42, 47), "approximate"),
+        ((30,), "exact"), ((48,), "exact"), ((54,), "exact"),
+    ),
+    "mtfl5": (
+        (_r(36, 41), "approximate"), (_r(42, 47), "approximate"), ((30,), "exact"), ((48,), "exact"),
+        ((54,), "exact"),
+    ),
+    "common7": tuple(((i,), "exact") for i in COMMON7_FROM_68),
 }
 
 # WFLW-98 -> iBUG-68, the table circulated as DLIB_68_TO_WFLW_98_IDX_MAPPING (used e.g. by DSLPT's and
@@ -273,3 +329,17 @@ def wflw98_to_ibug68(points: np.ndarray) -> np.ndarray:
     if pts.ndim < 2 or pts.shape[-2:] != (98, 2):
         raise ValueError(f"expected WFLW points of shape (..., 98, 2), got {pts.shape}")
     return subset(pts, WFLW98_TO_IBUG68)
+
+def ibug68_to(points: np.ndarray, scheme: str) -> np.ndarray:
+    """Map ``(..., 68, 2)`` iBUG landmarks to ``scheme``'s points through ``IBUG68_CORRESPONDENCE`` (each
+    point the mean of its iBUG indices), e.g. to score a 68-point model on ideask21 or mtfl5 faces."""
+    if scheme == "ibug68":
+        return np.asarray(points)
+    if scheme not in IBUG68_CORRESPONDENCE:
+        raise KeyError(f"no iBUG-68 correspondence for scheme {scheme!r}; known: "
+                       f"{', '.join(sorted(IBUG68_CORRESPONDENCE))}")
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim < 2 or pts.shape[-2:] != (68, 2):
+        raise ValueError(f"expected iBUG-68 points of shape (..., 68, 2), got {pts.shape}")
+    return np.stack([pts[..., list(indices), :].mean(axis=-2) for indices, _ in IBUG68_CORRESPONDENCE[scheme]],
+                    axis=-2)

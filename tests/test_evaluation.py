@@ -159,7 +159,8 @@ def test_write_gt_boxes(tmp_path, rng):
 
 
 def test_wflw_subsets_come_from_attributes(tmp_path, rng):
-    from facetrack.evaluation import WFLW_SUBSETS, load_ground_truth
+    from facetrack.data.wflw import ATTRIBUTES as WFLW_SUBSETS
+    from facetrack.evaluation import load_ground_truth
 
     lst = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
     lst.mkdir(parents=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrack.data.catalog import DatasetSpec, register_dataset
 from facetrack.data.sample import FaceSample
 from facetrack.errors import DataError
 
@@ -112,3 +113,11 @@ def _parse_row(row: list[str], path: Path, number: int, image_root: Path) -> Fac
         subject=name,
         source="aflw",
     )
+
+
+register_dataset(DatasetSpec(
+    name="aflw", kind="image", scheme="aflw19",
+    description="AFLW-19 from HRNet's CSVs (box-normalised: max side of the box)",
+    read=load_aflw, splits=SPLITS, default_split="test", normalisers=("max_side",), threshold=0.07,
+    subject="none (each face its own)", terms="AFLW (Koestinger et al.): research use only",
+))

@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facetrack.data.catalog import DatasetSpec, register_dataset
 from facetrack.data.sample import FaceSample, to_bgr8
 from facetrack.errors import DataError
 
@@ -199,3 +200,26 @@ def export_images(samples: list[InMemoryFaceSample], folder: str | Path) -> list
         record["image_path"] = target
         exported.append(FaceSample(**record))
     return exported
+
+
+def cofw_mat(root: str | Path, split: str | None) -> Path:
+    """The .mat file of ``split`` when ``root`` is the COFW folder (``COFW_{train,test}_color.mat``), else ``root``.
+    Faces are named ``<file.mat>/<index>``, so this is also the root prediction paths are matched against."""
+    path = Path(root)
+    if path.is_dir():
+        path = path / ("COFW_train_color.mat" if split == "train" else "COFW_test_color.mat")
+    return path
+
+
+def read_cofw(root: str | Path, split: str = "test") -> list[InMemoryFaceSample]:
+    """COFW ``split`` from the folder holding both .mat files, or from one .mat file (whose keys tell the split)."""
+    return load_cofw(cofw_mat(root, split), split if Path(root).is_dir() else None)
+
+
+register_dataset(DatasetSpec(
+    name="cofw", kind="image", scheme="cofw29",
+    description="COFW (29 points): 1,345 train / 507 test, occlusion flags; root = the folder or a .mat file",
+    read=read_cofw, splits=("train", "test"), default_split="test", normalisers=("pupil", "ocular"),
+    threshold=0.10, subject="none (each face its own)", matching_root=cofw_mat,
+    terms="COFW (Burgos-Artizzu et al.): research use only",
+))

@@ -12,11 +12,12 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from facetrack.data.catalog import DatasetSpec, HeldOut, register_dataset
 from facetrack.data.sample import FaceSample
 from facetrack.errors import DataError
 from facetrack.io.pts import read_pts
@@ -58,6 +59,7 @@ class ManifestEntry:
     crop: str  # crop name without extension, relative to the dataset root ("afw/1051618982_1")
     source: str  # the source annotation file ("afw/1051618982_1.pts")
     affine: np.ndarray  # (2, 3): 0-based source pixels -> crop pixels
+    extra: dict[str, str] = field(default_factory=dict)  # further columns named by the header (ytf68: clip, split)
 
 
 def photo_subject(folder: str, stem: str) -> str:
@@ -75,7 +77,8 @@ def landmark_box(points: np.ndarray) -> np.ndarray:
 def read_manifest(path: str | Path) -> dict[str, ManifestEntry]:
     """Read a crops ``manifest.csv`` (crop name, source file, 6 affine numbers by row) keyed by crop name.
 
-    A header row starting with ``crop`` is allowed. Raises DataError naming the line of any malformed row.
+    A header row starting with ``crop`` is allowed; columns it names after the 8 land in ``extra``. Raises
+    DataError naming the line of any malformed row.
     """
     path = Path(path)
     try:
@@ -85,23 +88,27 @@ def read_manifest(path: str | Path) -> dict[str, ManifestEntry]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"cannot read manifest ({exc})") from None
     entries: dict[str, ManifestEntry] = {}
+    extra_names: list[str] = []
     for line_no, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if line_no == 1 and row[0].strip().lower().startswith("crop"):
+            extra_names = [name.strip() for name in row[8:]]
             continue
-        if len(row) != 8:
-            raise DataError(path, f"expected 8 columns (crop, source, 6 affine values), got {len(row)}", line_no)
+        if len(row) != 8 + len(extra_names):
+            raise DataError(path, f"expected {8 + len(extra_names)} columns (crop, source, 6 affine values"
+                                  f"{', ' + ', '.join(extra_names) if extra_names else ''}), got {len(row)}", line_no)
         crop, source = row[0].strip(), row[1].strip()
         try:
-            values = np.array([float(v) for v in row[2:]], dtype=np.float64)
+            values = np.array([float(v) for v in row[2:8]], dtype=np.float64)
         except ValueError:
             raise DataError(path, f"affine values are not numbers: {row[2:]}", line_no) from None
         if not np.all(np.isfinite(values)):
             raise DataError(path, "non-finite affine value", line_no)
         if crop in entries:
             raise DataError(path, f"crop {crop!r} is listed twice", line_no)
-        entries[crop] = ManifestEntry(crop=crop, source=source, affine=values.reshape(2, 3))
+        entries[crop] = ManifestEntry(crop=crop, source=source, affine=values.reshape(2, 3),
+                                      extra={k: v.strip() for k, v in zip(extra_names, row[8:])})
     return entries
 
 
@@ -209,3 +216,35 @@ def load_300w(root: str | Path, split: str = "full", skip_invalid: bool = False)
     if skipped:
         log.warning("300-W split %r: skipped %d invalid files, loaded %d faces", split, skipped, len(samples))
     return samples
+
+
+def _subsets_300w(split: str, faces: list[FaceSample]) -> dict[str, list[FaceSample]]:
+    """300-W ``full`` is reported as AOHR Table 3's rows: common, challenge, full."""
+    if split != "full":
+        return {split: faces}
+    common = [s for s in faces if s.source != "300w/ibug"]
+    challenge = [s for s in faces if s.source == "300w/ibug"]
+    return {"common": common, "challenge": challenge, "full": common + challenge}
+
+
+def load_shared_crops(root: str | Path, split: str = "all", skip_invalid: bool = False) -> list[FaceSample]:
+    """The 300-W development crops (``../shared/data/300w``): ``"all"`` is every crop (the official training
+    folders they come from); any ``load_300w`` split also works."""
+    return load_300w(root, "train" if split == "all" else split, skip_invalid)
+
+
+_300W_TERMS = "300-W (Sagonas et al.): research use only"
+_300W_SUBJECT = "source photograph (faces of one photo share it)"
+register_dataset(DatasetSpec(
+    name="300w", kind="image", scheme="ibug68",
+    description="300-W in its official layout: train 3,148 / common 554 / challenge 135 / full 689",
+    read=load_300w, splits=tuple(SPLITS), default_split="full", normalisers=("ocular",), threshold=0.08,
+    subsets=_subsets_300w, subject=_300W_SUBJECT, terms=_300W_TERMS,
+))
+register_dataset(DatasetSpec(
+    name="shared300w", kind="image", scheme="ibug68",
+    description="the 300-W development crops: val = 10 % of the source photographs held out (seed 0)",
+    read=load_shared_crops, splits=("val", "train", "all"), default_split="val", normalisers=("ocular",),
+    threshold=0.08, subject=_300W_SUBJECT, held_out=HeldOut(pool="all", val_fraction=0.1, seed=0),
+    terms=_300W_TERMS,
+))

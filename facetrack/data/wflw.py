@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrack.data.catalog import DatasetSpec, register_dataset
 from facetrack.data.sample import FaceSample
 from facetrack.errors import DataError
 
@@ -106,3 +107,20 @@ def _parse_line(line: str, path: Path, number: int, image_root: Path) -> FaceSam
         subject=relative,
         source="wflw",
     )
+
+
+def _subsets_wflw(split: str, faces: list[FaceSample]) -> dict[str, list[FaceSample]]:
+    """WFLW is reported as ``full`` then, on the test set, its six attribute subsets, as papers list them."""
+    subsets: dict[str, list[FaceSample]] = {"full": faces}
+    if split == "test":
+        for name in ATTRIBUTES:
+            subsets[name] = [s for s in faces if s.attributes.get(name)]
+    return subsets
+
+
+register_dataset(DatasetSpec(
+    name="wflw", kind="image", scheme="wflw98",
+    description="WFLW (98 points): 7,500 train / 2,500 test with six attribute subsets",
+    read=load_wflw, splits=SPLITS, default_split="test", normalisers=("ocular",), threshold=0.10,
+    subsets=_subsets_wflw, subject="none (each face its own)", terms="WFLW (Wu et al.): research use only",
+))

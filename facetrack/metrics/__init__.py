@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from facetrack.metrics.auc import PRESETS, auc_fr, auc_fr_preset, auc_fr_spiga, ced, plot_ced
-from facetrack.metrics.nme import DATASET_NORMALISERS, NMEMetric, component_nme, nme, normaliser
+from facetrack.metrics.nme import NMEMetric, component_nme, nme, normaliser
 from facetrack.metrics.stability import fhr_stability, frame_nme, nmj, video_nrmse
 
 __all__ = [
-    "DATASET_NORMALISERS",
     "NMEMetric",
     "PRESETS",
     "auc_fr",

@@ -20,18 +20,6 @@ log = logging.getLogger(__name__)
 NORMALISERS = ("ocular", "pupil", "bbox", "diagonal", "max_side", "height")
 BOX_KINDS = ("bbox", "diagonal", "max_side", "height")
 
-# Dataset -> normalisers reported by default (the first is the headline number), after the codebases in
-# EVALUATION.md: 300W/WFLW inter-ocular (HRNet, STAR, SLPT), COFW inter-pupil (STAR, SLPT) and also
-# inter-ocular, AFLW the max side of the box (mmpose ``bbox_size``, HRNet ``box_size``).
-DATASET_NORMALISERS: dict[str, tuple[str, ...]] = {
-    "300w": ("ocular",),
-    "shared300w": ("ocular",),
-    "wflw": ("ocular",),
-    "cofw": ("pupil", "ocular"),
-    "aflw": ("max_side",),
-}
-
-
 def _resolve_scheme(scheme: Scheme | str) -> Any:
     if isinstance(scheme, str):
         from facetrack.schemes import get_scheme
@@ -174,8 +162,8 @@ def component_nme(
 class NMEMetric:
     """Accumulates per-face errors over a dataset and reports NME for each normaliser.
 
-    Like mmpose's NME metric it knows dataset defaults (``DATASET_NORMALISERS``) so a caller only names
-    the dataset; ``norms`` overrides them. Missing predictions (``pred=None``) score ``inf``.
+    Like mmpose's NME metric it knows dataset defaults (the catalogue's ``normalisers``, ``facetrack.data.catalog``) so a
+    caller only names the dataset; ``norms`` overrides them. Missing predictions (``pred=None``) score ``inf``.
     """
 
     def __init__(
@@ -189,10 +177,13 @@ class NMEMetric:
         if norms is None:
             if dataset is None:
                 norms = ("ocular",)
-            elif dataset.lower() in DATASET_NORMALISERS:
-                norms = DATASET_NORMALISERS[dataset.lower()]
             else:
-                raise ValueError(f"no default normaliser for dataset {dataset!r}; pass norms=")
+                from facetrack.data.catalog import get_dataset
+
+                try:
+                    norms = get_dataset(dataset).normalisers
+                except KeyError:
+                    raise ValueError(f"no default normaliser for dataset {dataset!r}; pass norms=") from None
         elif isinstance(norms, str):
             norms = (norms,)
         for kind in norms:
