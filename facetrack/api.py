@@ -1,9 +1,14 @@
 """The two-line Python interface: ``facetrack.Tracker`` for videos and ``facetrack.Detector`` for still images.
 
-    tracker = facetrack.Tracker(model="aohr-lite-128", max_faces=2)
-    for result in tracker.track("video.mp4"):          # or a folder of frames, a camera index, an iterable
+    tracker = facetrack.Tracker()                       # the packaged 1dformer-68; every face (max_faces=0)
+    for result in tracker.track("video.mp4"):          # or frames: a folder, a list, a (T, H, W, 3) array, a camera
         for face in result.faces:                         # empty on frames without a face
             face.track_id, face.box, face.score, face.landmarks, face.confidences
+    faces = facetrack.Detector()("photo.jpg")           # or an array (color="bgr"|"rgb"), a PIL image, a batch
+    facetrack.draw(image, faces); faces.to_numpy(); facetrack.to_pandas(faces)
+
+Arrays are BGR (OpenCV's order) unless ``color="rgb"``; PIL images are RGB by nature; float images must hold
+values in [0, 1]. Image files are read upright (their EXIF orientation applied).
 
 Every result has the same shape whatever the options (no return types that change with flags), and each
 face carries its ``track_id`` so landmark sets can always be matched to faces across frames.
@@ -16,7 +21,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,7 +32,7 @@ from facetrack.tracking.pipeline import FaceTracker, TrackedFace, TrackerConfig,
 logger = logging.getLogger(__name__)
 
 
-__all__ = ["Detector", "Face", "FrameResult", "TrackedFace", "Tracker"]
+__all__ = ["Detector", "Face", "Faces", "FrameResult", "TrackedFace", "Tracker", "to_pandas"]
 
 
 @dataclass
@@ -41,6 +46,14 @@ class FrameResult:
     timings: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = None
 
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """The faces as arrays: boxes (F, 4), scores (F,), landmarks (F, N, 2), confidences (F, N), track_ids (F,)."""
+        return Faces(self.faces).to_numpy()
+
+    def to_pandas(self) -> Any:
+        """One row per face (``landmarks.csv``'s columns); needs pandas."""
+        return to_pandas(self)
+
 
 @dataclass
 class Face:
@@ -50,6 +63,24 @@ class Face:
     score: float | None
     landmarks: np.ndarray
     confidences: np.ndarray
+
+
+class Faces(list):
+    """The faces of one still image, largest first (a plain ``list`` of ``Face``), with one-call conversions.
+    ``orientation`` is the EXIF orientation that was applied to read the image upright (1: none)."""
+
+    def __init__(self, faces: Iterable[Any] = (), num_points: int | None = None, orientation: int = 1) -> None:
+        super().__init__(faces)
+        self.num_points = num_points if num_points is not None else (len(self[0].landmarks) if self else 0)
+        self.orientation = orientation
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """boxes (F, 4), scores (F,; NaN when given boxes had none), landmarks (F, N, 2), confidences (F, N)."""
+        return _face_rows(self, self.num_points)
+
+    def to_pandas(self) -> Any:
+        """One row per face: ``box_x0..box_y1``, ``score``, ``x_i``, ``y_i``, ``conf_i``; needs pandas."""
+        return to_pandas(self)
 
 
 def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu", default: str = "DEFAULT_MODEL",
@@ -109,10 +140,10 @@ def resolve_validator(validator: Any = "default") -> Any:
     return load_validator(validator)
 
 
-def iterate_frames(source: Any) -> tuple[Iterator[tuple[int, float, np.ndarray]], Any]:
-    """``(frames, opened)``: (index, time_s, BGR uint8 frame) from a path, camera index, ``FrameSource``, or an
-    iterable of frames or of (index, time_s, frame) tuples; ``opened`` is the FrameSource to close, if any."""
-    from facetrack.data.sample import to_bgr8
+def iterate_frames(source: Any, color: str = "bgr") -> tuple[Iterator[tuple[int, float, np.ndarray]], Any]:
+    """``(frames, opened)``: (index, time_s, BGR uint8 frame) from a path, camera index, ``FrameSource``, a
+    stacked (T, H, W[, C]) array, or an iterable of frames (paths, PIL images, arrays in ``color`` order) or of
+    (index, time_s, frame) tuples; ``opened`` is the FrameSource to close, if any."""
     from facetrack.io.video import DEFAULT_FPS, FrameSource, open_source
 
     if isinstance(source, (str, Path, int)):
@@ -120,8 +151,8 @@ def iterate_frames(source: Any) -> tuple[Iterator[tuple[int, float, np.ndarray]]
         return iter(opened), opened
     if isinstance(source, FrameSource):
         return iter(source), None
-    if isinstance(source, np.ndarray) and source.ndim in (2, 3) and source.dtype != object:
-        raise TypeError("track() takes a video; for one image use facetrack.Detector")
+    if (isinstance(source, np.ndarray) and source.ndim in (2, 3) and source.dtype != object) or _is_pil(source):
+        raise TypeError("track() takes a video or a sequence of frames; for one image use facetrack.Detector")
 
     def frames(items: Iterable[Any]) -> Iterator[tuple[int, float, np.ndarray]]:
         for count, item in enumerate(items):
@@ -129,9 +160,112 @@ def iterate_frames(source: Any) -> tuple[Iterator[tuple[int, float, np.ndarray]]
                 index, time_s, image = item
             else:
                 index, time_s, image = count, count / DEFAULT_FPS, item
-            yield int(index), float(time_s), to_bgr8(np.asarray(image))
+            yield int(index), float(time_s), to_frame(image, color)[0]
 
     return frames(source), None
+
+
+def check_device(device: str) -> str:
+    """``device`` if PyTorch here can use it; a ModelError naming the devices that exist otherwise (instead of
+    a failure deep inside the first forward pass)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelError(f"unknown device {device!r} ({exc}); use 'cpu' or e.g. 'cuda:0'") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+    if not available.get(parsed.type, False):
+        found = ", ".join(name for name, ok in available.items() if ok)
+        raise ModelError(f"device {device!r} is not available with this PyTorch {torch.__version__} "
+                         f"(available: {found}); pass device='cpu'")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ModelError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def _is_pil(image: Any) -> bool:
+    return hasattr(image, "getbands") and hasattr(image, "mode") and hasattr(image, "convert")
+
+
+def to_frame(image: Any, color: str = "bgr") -> tuple[np.ndarray, int]:
+    """``(BGR uint8 frame, EXIF orientation applied)`` from one image: a path (read upright), a PIL image
+    (RGB by nature), or an array in ``color`` order ("bgr", OpenCV's, or "rgb")."""
+    from facetrack.data.sample import read_image_oriented, to_bgr8
+
+    if isinstance(image, (str, Path)):
+        return read_image_oriented(image)
+    if _is_pil(image):
+        if image.mode not in ("L", "RGB", "RGBA", "I;16"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        return to_bgr8(np.asarray(image), color="rgb"), 1
+    array = np.asarray(image)
+    if array.dtype.kind in "USO":
+        raise TypeError(f"cannot read an image from a {type(image).__name__} of dtype {array.dtype}: "
+                        "pass a path, a PIL image or a numpy array")
+    return to_bgr8(array, color=color), 1
+
+
+def as_batch(images: Any) -> tuple[list[Any], bool]:
+    """``(items, batched)``: a list/tuple of images or a stacked (B, H, W[, C]) array is a batch; anything
+    else is one image."""
+    if isinstance(images, (list, tuple)):
+        return list(images), True
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images), True
+    return [images], False
+
+
+def _face_rows(faces: Sequence[Any], num_points: int | None) -> dict[str, np.ndarray]:
+    n = len(faces[0].landmarks) if faces else int(num_points or 0)
+    rows = {
+        "boxes": np.zeros((len(faces), 4)), "scores": np.full(len(faces), np.nan),
+        "landmarks": np.zeros((len(faces), n, 2)), "confidences": np.zeros((len(faces), n)),
+    }
+    for k, face in enumerate(faces):
+        rows["boxes"][k] = np.asarray(face.box, dtype=np.float64).reshape(4)
+        rows["scores"][k] = np.nan if face.score is None else float(face.score)
+        rows["landmarks"][k] = np.asarray(face.landmarks, dtype=np.float64)
+        rows["confidences"][k] = np.asarray(face.confidences, dtype=np.float64)
+    if faces and hasattr(faces[0], "track_id"):
+        rows["track_ids"] = np.array([int(f.track_id) for f in faces], dtype=np.int64)
+    return rows
+
+
+def to_pandas(results: Any) -> Any:
+    """One ``pandas.DataFrame`` for any result: a still's faces (one row per face), a batch of them (column
+    ``image``), a ``FrameResult`` or an iterable of them (columns ``frame``, ``time_s``, ``track_id``). The
+    landmark columns are those of ``landmarks.csv``: ``box_x0..box_y1``, ``score``, ``x_i``, ``y_i``,
+    ``conf_i``. pandas is optional: it is imported here only."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("to_pandas() needs pandas, which is not installed: pip install pandas") from None
+    if isinstance(results, (Faces, FrameResult)):
+        results = [results]
+    tables = []
+    for k, item in enumerate(results):
+        faces = item.faces if isinstance(item, FrameResult) else list(item)
+        arrays = _face_rows(faces, None)
+        n = arrays["landmarks"].shape[1]
+        columns: dict[str, Any] = {}
+        if isinstance(item, FrameResult):
+            columns.update(frame=np.full(len(faces), item.index), time_s=np.full(len(faces), item.time_s))
+        else:
+            columns["image"] = np.full(len(faces), k)
+        if "track_ids" in arrays:
+            columns["track_id"] = arrays["track_ids"]
+        for j, name in enumerate(("box_x0", "box_y0", "box_x1", "box_y1")):
+            columns[name] = arrays["boxes"][:, j]
+        columns["score"] = arrays["scores"]
+        for i in range(n):
+            columns[f"x_{i}"] = arrays["landmarks"][:, i, 0]
+            columns[f"y_{i}"] = arrays["landmarks"][:, i, 1]
+        for i in range(n):
+            columns[f"conf_{i}"] = arrays["confidences"][:, i]
+        tables.append(pd.DataFrame(columns))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 class Tracker:
@@ -142,16 +276,18 @@ class Tracker:
     up faces that enter (0 = only when a face is lost or none is tracked); ``smoothing``: an output filter
     (``facetrack.tracking.smoothing``): True or "aligned" for the shape-aligned average, "one-euro", or a spec
     dict with its parameters; default "aligned", None or False: the model's raw output; ``flip``: test-time
-    flip averaging (per-frame models only).
+    flip averaging (per-frame models only); ``max_faces``: track at most K faces, 0 (default) = every face;
+    ``device``: "cpu" (default) or one PyTorch here has, e.g. "cuda:0" (a clear ModelError otherwise).
     Remaining keywords go to ``TrackerConfig``.
     """
 
-    def __init__(self, model: Any = None, detector: Any = None, detect_every: int = 0, max_faces: int = 1,
+    def __init__(self, model: Any = None, detector: Any = None, detect_every: int = 0, max_faces: int = 0,
                  smoothing: bool | str | dict[str, Any] | None = "aligned", validator: Any = "default",
                  refine: int = REFINE, device: str = "cpu", runtime: str = "auto", flip: bool = False,
                  **config: Any) -> None:
         self.config = TrackerConfig(detect_every=detect_every, max_faces=max_faces,
                                     smoothing=smoothing, **config)
+        check_device(device)
         self.engine = resolve_engine(model, refine=refine, device=device, default="DEFAULT_TRACKER", runtime=runtime,
                                      flip=flip)
         self.detector = resolve_detector(detector)
@@ -171,13 +307,19 @@ class Tracker:
     def num_points(self) -> int:
         return int(self.engine.num_points)
 
-    def track(self, source: Any, with_frames: bool = False) -> Iterator[FrameResult]:
+    def track(self, source: Any, with_frames: bool = False, boxes: Sequence[Sequence[float]] | None = None,
+              color: str = "bgr") -> Iterator[FrameResult]:
         """One ``FrameResult`` per frame of ``source``, streamed (no frame is kept after it is yielded,
-        unless ``with_frames`` puts it on the result). ``self.stats`` counts the run as it goes."""
-        tracker = FaceTracker(self.engine, self.detector, self.validator, self.config)
+        unless ``with_frames`` puts it on the result). ``self.stats`` counts the run as it goes.
+
+        ``source``: a video file, a folder of frames, a camera index, a stacked (T, H, W[, C]) array, or any
+        iterable of frames (paths, PIL images, arrays); ``color``: channel order of the arrays ("bgr" or "rgb");
+        ``boxes``: the faces of the first frame as [x0, y0, x1, y1] (the detector is not run on it)."""
+        detector = self.detector if boxes is None else _FirstFrameBoxes(self.detector, boxes)
+        tracker = FaceTracker(self.engine, detector, self.validator, self.config)
         self.stats = tracker.stats
         self.truncated = False
-        frames, opened = iterate_frames(source)
+        frames, opened = iterate_frames(source, color)
         try:
             while True:
                 t0 = time.perf_counter()
@@ -197,35 +339,93 @@ class Tracker:
                 opened.close()
 
 
-class Detector:
-    """Landmarks of every face in a still image: ``Detector(model=...)(image) -> list[Face]``.
+class _FirstFrameBoxes:
+    """The face detector, except that its first call answers with the boxes given to ``Tracker.track``."""
 
-    ``image`` is a BGR array (any dtype/channels ``to_bgr8`` accepts) or an image path. Faces come largest
-    first; ``max_faces`` (0 = all) keeps the largest ones; ``flip``: test-time flip averaging (the Landmarker's).
+    def __init__(self, detector: Any, boxes: Sequence[Sequence[float]]) -> None:
+        self.detector, self.name = detector, getattr(detector, "name", type(detector).__name__)
+        self.boxes: np.ndarray | None = _check_boxes(boxes)
+
+    def detect(self, frame: np.ndarray) -> Any:
+        if self.boxes is None:
+            return self.detector.detect(frame)
+        from types import SimpleNamespace
+
+        boxes, self.boxes = self.boxes, None
+        return SimpleNamespace(boxes=boxes, scores=np.ones(len(boxes)), points5=None)
+
+
+def _check_boxes(boxes: Any) -> np.ndarray:
+    array = np.asarray(boxes, dtype=np.float64)
+    if array.size == 0:
+        return array.reshape(0, 4)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != 4 or not np.all(np.isfinite(array)):
+        raise ValueError(f"boxes must be [x0, y0, x1, y1] or a list of them, got shape {np.shape(boxes)}")
+    if np.any(array[:, 2] <= array[:, 0]) or np.any(array[:, 3] <= array[:, 1]):
+        raise ValueError("each box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
+    return array
+
+
+class Detector:
+    """Landmarks of every face in a still image: ``Detector(model=...)(image) -> Faces`` (a list of ``Face``).
+
+    ``image``: an image path (read upright: its EXIF orientation is applied), a PIL image, or a numpy array
+    (uint8, uint16 or float in [0, 1]; gray, 3 or 4 channels) whose channel order ``color`` states: "bgr"
+    (default, OpenCV's) or "rgb" (PIL, imageio, matplotlib). A list of such images or a stacked (B, H, W[, C])
+    array is a batch and gives a list of ``Faces``, one per image. ``boxes``: the faces' [x0, y0, x1, y1]
+    (a list of boxes per image for a batch); with them no face detection runs. Faces come largest first;
+    ``max_faces`` (0 = all) keeps the largest ones; ``flip``: test-time flip averaging (the Landmarker's);
+    ``device``: "cpu" (default) or one PyTorch here has (a clear ModelError otherwise).
     """
 
     def __init__(self, model: Any = None, detector: Any = None, max_faces: int = 0, refine: int = REFINE,
                  min_face: float = 0.0, device: str = "cpu", runtime: str = "auto", flip: bool = False,
                  calibrate: bool = True) -> None:
+        check_device(device)
         self.engine = resolve_engine(model, refine=refine, device=device, runtime=runtime, flip=flip,
                                      calibrate=calibrate)
-        self.detector = resolve_detector(detector)
+        self._detector = detector
+        self._resolved: Any = None
         self.max_faces = int(max_faces)
         self.min_face = float(min_face)
 
-    def __call__(self, image: np.ndarray | str | Path) -> list[Face]:
-        from facetrack.data.sample import read_image, to_bgr8
+    @property
+    def detector(self) -> Any:
+        """The face detector, built on first use (not at all when every call gives ``boxes``)."""
+        if self._resolved is None:
+            self._resolved = resolve_detector(self._detector)
+        return self._resolved
 
-        frame = read_image(image) if isinstance(image, (str, Path)) else to_bgr8(np.asarray(image))
-        found = self.detector.detect(frame)
-        boxes = np.asarray(found.boxes, dtype=np.float64).reshape(-1, 4)
-        scores = np.asarray(found.scores, dtype=np.float64).reshape(-1)
-        sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        order = [i for i in np.argsort(-sides, kind="stable") if sides[i] >= max(self.min_face, 1e-6)]
+    def __call__(self, image: Any, boxes: Any = None, color: str = "bgr") -> Any:
+        items, batched = as_batch(image)
+        if not batched:
+            return self._one(image, boxes, color)
+        if boxes is not None and len(boxes) != len(items):
+            raise ValueError(f"boxes: one list per image expected, got {len(boxes)} for {len(items)} images")
+        return [self._one(item, None if boxes is None else boxes[k], color) for k, item in enumerate(items)]
+
+    def _one(self, image: Any, boxes: Any, color: str) -> Faces:
+        frame, orientation = to_frame(image, color)
+        points5 = None
+        if boxes is not None:
+            found = _check_boxes(boxes)
+            scores = np.full(len(found), np.nan)
+            order = list(range(len(found)))
+        else:
+            detections = self.detector.detect(frame)
+            found = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)
+            scores = np.asarray(detections.scores, dtype=np.float64).reshape(-1)
+            sides = np.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])
+            order = [i for i in np.argsort(-sides, kind="stable") if sides[i] >= max(self.min_face, 1e-6)]
+            points5 = getattr(detections, "points5", None)
         if self.max_faces > 0:
             order = order[: self.max_faces]
         if not order:
-            return []
-        estimates = self.engine.start(frame, list(boxes[order]))
-        return [Face(boxes[i].copy(), float(scores[i]) if i < len(scores) else None, e.landmarks, e.confidences)
-                for i, e in zip(order, estimates)]
+            return Faces([], self.engine.num_points, orientation)
+        points5 = None if points5 is None or len(points5) != len(found) else np.asarray(points5)[order]
+        estimates = self.engine.start(frame, list(found[order]))
+        return Faces([Face(found[i].copy(), float(scores[i]) if i < len(scores) and np.isfinite(scores[i]) else None,
+                           e.landmarks, e.confidences) for i, e in zip(order, estimates)],
+                     self.engine.num_points, orientation)

@@ -1,0 +1,63 @@
+"""Draw landmark results on an image: ``facetrack.draw(image, faces)``.
+
+Takes whatever the Python API returns -- a still's ``Faces`` (or any list of ``Face``/``TrackedFace``), one
+``FrameResult`` -- and returns a new BGR uint8 image with each face's landmarks (joined by its scheme's
+edges), its box and, for tracked faces, its track id, one colour per face (or per track). ``detect --render``
+and ``track --render`` draw the same way.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+__all__ = ["COLOURS", "draw", "scheme_edges"]
+
+# BGR, one per face of a still (largest first) or per track id
+COLOURS = ((0, 255, 0), (255, 128, 0), (0, 128, 255), (255, 0, 255), (0, 255, 255), (255, 255, 0))
+
+
+def scheme_edges(scheme: str | None = None, num_points: int | None = None) -> tuple[tuple[int, int], ...]:
+    """The drawing edges of a landmark scheme named, or guessed from the number of points; () if unknown."""
+    from facetrack.schemes import SCHEMES
+
+    if scheme in SCHEMES:
+        return tuple(SCHEMES[scheme].edges)
+    by_size = [s for s in SCHEMES.values() if s.num_points == num_points]
+    return tuple(by_size[0].edges) if len(by_size) == 1 else ()
+
+
+def draw(image: Any, faces: Any, color: str = "bgr", edges: Sequence[tuple[int, int]] | None = None,
+         boxes: bool = True, labels: bool = True) -> np.ndarray:
+    """A copy of ``image`` (path, PIL image or array in ``color`` order) with ``faces`` drawn on it, BGR uint8.
+
+    ``faces``: a list of faces (``Face``, ``TrackedFace``: anything with ``landmarks`` and ``box``) or a
+    ``FrameResult``; ``edges``: landmark pairs to join (default: the scheme's, guessed from the number of
+    points); ``boxes``/``labels``: also draw each box and its track id (or rank for a still).
+    """
+    from facetrack.api import to_frame
+    from facetrack.landmarker import draw_landmarks
+
+    out = to_frame(image, color)[0].copy()
+    faces = list(getattr(faces, "faces", faces))
+    for rank, face in enumerate(faces):
+        points = np.asarray(face.landmarks, dtype=np.float64).reshape(-1, 2)
+        track_id = getattr(face, "track_id", None)
+        colour = COLOURS[(rank if track_id is None else int(track_id)) % len(COLOURS)]
+        lines = scheme_edges(num_points=len(points)) if edges is None else tuple(edges)
+        finite = np.isfinite(points).all(axis=1)
+        if finite.all():
+            out = draw_landmarks(out, points, lines, colour)
+        elif finite.any():
+            out = draw_landmarks(out, points[finite], (), colour)
+        box = getattr(face, "box", None)
+        if box is None or not (boxes or labels):
+            continue
+        x0, y0, x1, y1 = (int(round(float(v))) for v in np.asarray(box).reshape(4))
+        if boxes:
+            cv2.rectangle(out, (x0, y0), (x1, y1), colour, 1, cv2.LINE_AA)
+        if labels:
+            text = str(track_id if track_id is not None else rank)
+            cv2.putText(out, text, (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    return out
