@@ -6,6 +6,7 @@ import torch
 
 from facetrack.errors import ModelError
 from facetrack.tracking import validator as fv
+from facetrack.train import validator as fv_training
 
 
 def _face(rng):
@@ -32,7 +33,7 @@ def test_crop_has_image_and_landmark_channels(rng):
 
 def test_training_samples_have_both_labels(rng):
     image, points = _face(rng)
-    samples = fv.face_samples(image, points, rng)
+    samples = fv_training.face_samples(image, points, rng)
     labels = [y for _, y, _ in samples]
     kinds = [k for _, _, k in samples]
     assert labels.count(1) == 2 and labels.count(0) >= 2
