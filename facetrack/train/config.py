@@ -54,6 +54,7 @@ class AugmentSection:
     occlusion_prob: float = _AUGMENTER.occlusion_prob
     occlusion_max_area: float = _AUGMENTER.occlusion_max_area
     mirror_offset: tuple[float, float] = _AUGMENTER.mirror_offset  # annotations vs mirror symmetry, image px
+    upright: bool = _AUGMENTER.upright   # rotation about the face's own roll (roll-aware crops, transforms.face_roll)
     expression_prob: float = 0.0   # warp the still to a random expression first (facetrack.data.synthetic)
     expression_sd: float = 1.0     # its spread, in standard deviations of the training shapes' modes
 
@@ -184,8 +185,11 @@ def config_from_dict(data: dict[str, Any], source: str | Path = "<dict>") -> Tra
 
 def _recipe_class(raw: dict[str, Any]) -> type:
     """Clip datasets (pseudo-videos, 300VW) train temporal models, whose recipes have a few more keys."""
+    from facetrack.train.multi import MultiTrainConfig, is_multi_recipe
     from facetrack.train.temporal import TemporalTrainConfig, is_temporal_recipe
 
+    if is_multi_recipe(raw):  # a ``mix`` section: extra datasets in other schemes (facetrack.train.multi)
+        return MultiTrainConfig
     return TemporalTrainConfig if is_temporal_recipe(raw) else TrainConfig
 
 

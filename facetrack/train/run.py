@@ -35,6 +35,10 @@ def train(config: TrainConfig, resume: bool | None = None) -> dict[str, Any]:
 
     if isinstance(config, TemporalTrainConfig):  # clips for a temporal model: same machinery, clip data
         return train_temporal(config, resume)
+    from facetrack.train.multi import MultiTrainConfig, train_multi
+
+    if isinstance(config, MultiTrainConfig):  # extra datasets in other schemes mixed into the batches
+        return train_multi(config, resume)
     import torch
     from torch.utils.data import DataLoader
 
