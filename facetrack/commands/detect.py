@@ -1,17 +1,21 @@
-"""``facetrack detect INPUT... [--boxes BOXES.json] [--model NAME|PATH] --out PRED.json``.
+"""facetrack detect INPUT... [--boxes BOXES.json] [--model NAME|PATH] [--render DIR] --out PRED.json
 
-With ``--boxes`` no face detection runs (the ground-truth-box protocol of the benchmarks); without it the
-face detector supplies the boxes. The output is the PRED.json contract of DESIGN.md, which
-``facetrack evaluate`` scores.
+Landmarks of every face in still images. Without --boxes the face detector supplies the faces; with it no
+face detection runs (the ground-truth-box protocol of the benchmarks). Images are read upright: a phone
+photo's EXIF orientation is applied, and PRED.json then says so ("exif_orientation") for that image.
+
+PRED.json: {"model", "scheme", "images": [{"path", "width", "height", "faces": [{"bbox": [x0, y0, x1, y1],
+"score", "landmarks": [[x, y], ...], "landmark_scores": [...]}]}]}, 0-based pixels of the upright image (the
+format facetrack evaluate scores; README, "Command-line reference"). --out - writes it to standard output.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 from pathlib import Path
 
-from facetrack.commands import RUNTIMES
+from facetrack.commands import DEFAULT_DETECTOR_HELP, DEFAULT_MODEL, RUNTIMES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -20,10 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("detect", help="landmarks of every face in still images -> PRED.json",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
-    p.add_argument("--out", required=True, type=Path, help="prediction file to write (PRED.json)")
+    p.add_argument("--out", required=True, type=Path, help="prediction file to write (PRED.json); - for standard output")
     p.add_argument("--boxes", type=Path, help="JSON: image path -> list of [x0,y0,x1,y1] face boxes (skips detection)")
-    p.add_argument("--model", default=None, help="registered model name or weights path (default: the packaged default)")
-    p.add_argument("--detector", default=None, help="face detector name (default: the packaged default)")
+    p.add_argument("--model", default=None,
+                   help=f"landmark model: a packaged name (facetrack models) or a weights path (default: {DEFAULT_MODEL})")
+    p.add_argument("--detector", default=None, help=f"face detector name ({DEFAULT_DETECTOR_HELP})")
     p.add_argument("--max-faces", type=int, default=0, help="keep at most K faces per image (0 = all)")
     p.add_argument("--refine", type=int, default=2, help="re-crop passes around the predicted landmarks (default 2)")
     p.add_argument("--flip", action="store_true",
@@ -31,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-calibration", action="store_true",
                    help="ignore the model card's calibration offsets (facetrack calibrate)")
     p.add_argument("--recursive", action="store_true", help="also look for images in sub-folders")
+    p.add_argument("--render", type=Path, metavar="DIR", default=None,
+                   help="also write each image with its faces drawn into DIR (JPEG, the input's name)")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="landmark encoder runtime: onnxruntime on the CPU when possible (auto), or torch/onnx")
     p.set_defaults(func=run)
@@ -54,25 +61,11 @@ def collect_images(inputs: list[str], recursive: bool = False) -> list[str]:
 
 
 def read_boxes(path: Path) -> dict[str, list[list[float]]]:
-    """The ``--boxes`` file: {image path: [[x0, y0, x1, y1], ...]}, validated."""
-    from facetrack.errors import DataError
+    """The ``--boxes`` file: {image path: [[x0, y0, x1, y1], ...]}, every box checked (finite, non-empty, not
+    inverted, bounded; ``facetrack.io.validation.read_boxes``), keys normalised (``_norm``)."""
+    from facetrack.io.validation import read_boxes as read_checked
 
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "boxes file not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise DataError(path, "expected a JSON object mapping image paths to lists of boxes")
-    boxes: dict[str, list[list[float]]] = {}
-    for key, value in raw.items():
-        if not isinstance(value, list) or not all(
-            isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b) for b in value
-        ):
-            raise DataError(path, f"{key!r}: expected a list of [x0, y0, x1, y1] boxes")
-        boxes[_norm(key)] = [[float(v) for v in b] for b in value]
-    return boxes
+    return {_norm(key): value for key, value in read_checked(path).items()}
 
 
 def _norm(path: str) -> str:
@@ -81,47 +74,87 @@ def _norm(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     from tqdm import tqdm
 
-    from facetrack.api import Detector, Face, resolve_engine
-    from facetrack.data.sample import read_image
-    from facetrack.errors import FacetrackError
-    from facetrack.io.results import FacePrediction, ImagePrediction, Prediction, write_predictions
+    from facetrack.api import Detector
+    from facetrack.data.sample import read_image_oriented
+    from facetrack.errors import DataError, FacetrackError
+    from facetrack.io.results import FacePrediction, ImagePrediction, PredictionWriter, check_writable
+    from facetrack.io.validation import box_problem, image_problem
 
     images = collect_images(args.inputs, args.recursive)
     if not images:
         raise FacetrackError("no images found in the inputs")
+    check_writable(args.out)  # before the work, not after it
     given_boxes = read_boxes(args.boxes) if args.boxes else None
-    if given_boxes is None:  # the face detector supplies the boxes
-        finder = Detector(model=args.model, detector=args.detector, max_faces=args.max_faces, refine=args.refine,
-                          runtime=args.runtime, flip=args.flip, calibrate=not args.no_calibration)
-        engine = finder.engine
-    else:  # ground-truth-box protocol: no face detection at all
-        engine = resolve_engine(args.model, refine=args.refine, runtime=args.runtime, flip=args.flip,
-                                calibrate=not args.no_calibration)
-    pred = Prediction(model=str(getattr(engine, "name", "")), scheme=str(engine.scheme))
+    # with --boxes no face detection runs (the detector is built on first use only)
+    finder = Detector(model=args.model, detector=args.detector, max_faces=args.max_faces, refine=args.refine,
+                      runtime=args.runtime, flip=args.flip, calibrate=not args.no_calibration)
+    engine = finder.engine
+    edges = _edges(str(engine.scheme)) if args.render else ()
+    writer = PredictionWriter(args.out, str(getattr(engine, "name", "")), str(engine.scheme))
     missing: list[str] = []
-    for path in tqdm(images, desc="detect", unit="img"):
-        image = read_image(path)
-        if given_boxes is None:
-            faces = finder(image)
-        else:
-            boxes = given_boxes.get(_norm(path))
-            if boxes is None:
-                missing.append(path)
-                boxes = []
-            if args.max_faces > 0:
-                boxes = boxes[: args.max_faces]
-            estimates = engine.start(image, [np.asarray(b) for b in boxes]) if boxes else []
-            faces = [Face(np.asarray(b), None, e.landmarks, e.confidences) for b, e in zip(boxes, estimates)]
-        pred.images.append(ImagePrediction(path=path, width=image.shape[1], height=image.shape[0], faces=[
-            FacePrediction(bbox=f.box, landmarks=f.landmarks, score=f.score, landmark_scores=f.confidences)
-            for f in faces
-        ]))
-    write_predictions(args.out, pred)
-    n_faces = sum(len(i.faces) for i in pred.images)
-    print(f"wrote {args.out}: {len(pred.images)} images, {n_faces} faces")
+    n_faces = 0
+    log = sys.stderr if str(args.out) == "-" else sys.stdout
+    for path in tqdm(images, desc="detect", unit="img", file=sys.stderr):
+        try:  # one bad image is reported and skipped; the batch goes on
+            problem = image_problem(path)
+            if problem is not None:
+                raise DataError(path, problem)
+            image, orientation = read_image_oriented(path)
+            if given_boxes is None:
+                faces = finder(image)
+            else:
+                boxes = given_boxes.get(_norm(path))
+                if boxes is None:
+                    missing.append(path)
+                    boxes = []
+                for k, b in enumerate(boxes):
+                    why = box_problem(b, image.shape[1], image.shape[0])
+                    if why is not None:
+                        raise DataError(args.boxes, f"{path!r}[{k}]: {why}")
+                faces = finder(image, boxes=boxes) if boxes else []
+            writer.add(ImagePrediction(path=path, width=image.shape[1], height=image.shape[0], faces=[
+                FacePrediction(bbox=f.box, landmarks=f.landmarks, score=f.score, landmark_scores=f.confidences)
+                for f in faces
+            ], orientation=orientation))
+            n_faces += len(faces)
+            if args.render:
+                _render(image, faces, edges, args.render, path)
+        except (FacetrackError, ValueError, OSError) as exc:
+            writer.fail(path, str(exc))
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+    writer.close()
+    failed = len(writer.failed)
+    print(f"wrote {args.out}: {writer.count} images, {n_faces} faces"
+          + (f"; {failed} image(s) failed (listed under \"failed\")" if failed else ""), file=log)
     if missing:
-        print(f"warning: {len(missing)} images had no entry in {args.boxes} and got no faces, e.g. {missing[0]}")
-    return 0
+        print(f"warning: {len(missing)} images had no entry in {args.boxes} and got no faces, e.g. {missing[0]}",
+              file=log)
+    return 1 if failed else 0
+
+
+def _edges(scheme: str) -> tuple[tuple[int, int], ...]:
+    from facetrack.schemes import get_scheme
+
+    try:
+        return tuple(get_scheme(scheme).edges)
+    except KeyError:
+        return ()
+
+
+def _render(image, faces, edges, folder: Path, path: str) -> None:  # type: ignore[no-untyped-def]
+    """``--render DIR``: the image with its faces drawn, as DIR/<input name>.jpg."""
+    import cv2
+
+    from facetrack.landmarker import draw_landmarks
+
+    out = image
+    for face in faces:
+        out = draw_landmarks(out, face.landmarks, edges, (0, 255, 0))
+        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (0, 255, 0), 1, cv2.LINE_AA)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (Path(path).stem + ".jpg")
+    if not cv2.imwrite(str(target), out):
+        raise OSError(f"cannot write {target}")

@@ -45,6 +45,14 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def readable_by_all(path: str | Path) -> None:
+    """Give a temporary file (mkstemp makes them 0600) the mode of any new file, 0644 under the usual umask,
+    before it is renamed into place as an output."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to a temporary file next to ``path`` and rename it over ``path``: readers never see
     a half-written file, even if the process is killed."""
@@ -52,6 +60,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        readable_by_all(tmp)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
@@ -134,6 +143,7 @@ class ImagePrediction:
     width: int
     height: int
     faces: list[FacePrediction] = field(default_factory=list)
+    orientation: int = 1  # EXIF orientation applied to read the image upright; written when not 1
 
 
 @dataclass
@@ -158,6 +168,7 @@ def prediction_to_dict(pred: Prediction) -> dict[str, Any]:
                 "path": img.path,
                 "width": int(img.width),
                 "height": int(img.height),
+                **({"exif_orientation": int(img.orientation)} if img.orientation != 1 else {}),
                 "faces": [
                     {
                         "bbox": [float(v) for v in face.bbox],
@@ -178,11 +189,103 @@ def prediction_to_dict(pred: Prediction) -> dict[str, Any]:
 def write_predictions(path: str | Path, pred: Prediction) -> Path:
     """Atomically write PRED.json; refuses non-finite coordinates (they would not be valid JSON)."""
     for i, img in enumerate(pred.images):
-        for j, face in enumerate(img.faces):
-            if not (np.all(np.isfinite(face.landmarks)) and np.all(np.isfinite(face.bbox))):
-                raise ValueError(f"images[{i}].faces[{j}] ({img.path}): non-finite box or landmarks")
+        _check_finite(i, img)
     text = json.dumps(prediction_to_dict(pred), allow_nan=False, separators=(",", ":"))
     return atomic_write_text(path, text + "\n")
+
+
+def _image_dict(img: ImagePrediction) -> dict[str, Any]:
+    return prediction_to_dict(Prediction("", "", [img]))["images"][0]
+
+
+def _check_finite(i: int, img: ImagePrediction) -> None:
+    for j, face in enumerate(img.faces):
+        if not (np.all(np.isfinite(face.landmarks)) and np.all(np.isfinite(face.bbox))):
+            raise ValueError(f"images[{i}].faces[{j}] ({img.path}): non-finite box or landmarks")
+
+
+class PredictionWriter:
+    """PRED.json written image by image: each finished image goes at once to ``PATH.partial.jsonl`` (one JSON
+    object a line, flushed: a killed run keeps every finished image there); ``close`` assembles PRED.json from
+    it, streaming, atomically, adds the images that failed (``"failed": [{"path", "reason"}]``, an extension
+    readers ignore) and removes the partial file. ``path`` ``-`` writes PRED.json to standard output at the end."""
+
+    def __init__(self, path: str | Path, model: str, scheme: str) -> None:
+        self.stdout = str(path) == "-"
+        self.path = Path(path)
+        self.model, self.scheme = model, scheme
+        self.failed: list[dict[str, str]] = []
+        self.count = 0
+        if self.stdout:
+            fd, name = tempfile.mkstemp(prefix="facetrack-pred.", suffix=".partial.jsonl")
+            os.close(fd)
+            self.partial = Path(name)
+        else:
+            self.partial = self.path.with_name(self.path.name + ".partial.jsonl")
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.partial.open("w", encoding="utf-8")
+
+    def add(self, img: ImagePrediction) -> None:
+        """One image's faces (refuses non-finite coordinates: they would not be valid JSON)."""
+        _check_finite(self.count, img)
+        self._fh.write(json.dumps(_image_dict(img), allow_nan=False, separators=(",", ":")) + "\n")
+        self._fh.flush()
+        self.count += 1
+
+    def fail(self, path: str, reason: str) -> None:
+        """An image that could not be processed, and why."""
+        self.failed.append({"path": str(path), "reason": str(reason)})
+
+    def close(self) -> Path:
+        """Write PRED.json (to a temporary file renamed over ``path``) and remove the partial file."""
+        import sys
+
+        self._fh.close()
+        head = json.dumps({"model": self.model, "scheme": self.scheme}, separators=(",", ":"))[:-1]
+        tail = "]" + (',"failed":' + json.dumps(self.failed, separators=(",", ":")) if self.failed else "") + "}\n"
+
+        def emit(out: Any) -> None:
+            out.write(head + ',"images":[')
+            with self.partial.open("r", encoding="utf-8") as src:
+                for k, line in enumerate(src):
+                    out.write(("," if k else "") + line.rstrip("\n"))
+            out.write(tail)
+
+        if self.stdout:
+            emit(sys.stdout)
+            sys.stdout.flush()
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            try:
+                readable_by_all(tmp)
+                with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                    emit(fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        self.partial.unlink(missing_ok=True)
+        return self.path
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail early (DataError) when ``path`` cannot be written: before hours of work, not after."""
+    if str(path) == "-":
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a folder; --out takes a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is read-only")
+    except OSError as exc:
+        raise DataError(path, f"cannot write the output here ({exc.strerror or exc})") from None
 
 
 class _Validator:
@@ -239,15 +342,10 @@ def read_predictions(path: str | Path, num_points: int | None = None) -> Predict
     be missing or null (peer methods without confidences) but when present must have one value per
     landmark. Image paths must be unique. Every problem raises DataError with its JSON path.
     """
+    from facetrack.io.validation import load_json
+
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "prediction file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"cannot read prediction file ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", exc.lineno) from None
+    doc = load_json(path, "prediction file")
     v = _Validator(path)
     v.obj(doc, "", ("model", "scheme", "images"))
     model = v.string(doc["model"], "model")
@@ -439,7 +537,10 @@ def read_landmarks_csv(path: str | Path, num_points: int | None = None) -> Landm
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"cannot read landmarks file ({exc})") from None
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise DataError(path, f"malformed CSV header ({exc})", 1) from None
     if not header:
         raise DataError(path, "empty file (no header)", 1)
     n = sum(1 for c in header if c.startswith("conf_"))
@@ -453,7 +554,16 @@ def read_landmarks_csv(path: str | Path, num_points: int | None = None) -> Landm
     ints: list[tuple[int, int]] = []
     floats: list[list[float]] = []
     seen: dict[tuple[int, int], int] = {}
-    for lineno, row in enumerate(reader, start=2):
+    rows = iter(reader)
+    lineno = 1
+    while True:
+        lineno += 1
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a field over the csv module's limit, a NUL byte, ...
+            raise DataError(path, f"malformed CSV ({exc})", reader.line_num) from None
         if not row:
             continue
         if len(row) != width:
@@ -463,6 +573,10 @@ def read_landmarks_csv(path: str | Path, num_points: int | None = None) -> Landm
             values = [float(c) if c != "" else math.nan for c in (row[1], *row[3:])]
         except ValueError as exc:
             raise DataError(path, f"not a number ({exc})", lineno) from None
+        if not (0 <= key[0] < 2**62 and -(2**62) < key[1] < 2**62):
+            raise DataError(path, f"frame {row[0]:.20} or track_id {row[2]:.20} out of range", lineno)
+        if any(math.isinf(x) for x in values):
+            raise DataError(path, "infinite value (write an empty cell for a missing one)", lineno)
         if key in seen:
             raise DataError(path, f"frame {key[0]} track {key[1]} repeats line {seen[key]}", lineno)
         seen[key] = lineno

@@ -27,14 +27,14 @@ MAX_CHANNELS = 4096
 MAX_CONFIG_INT = 1 << 16
 MAX_POINTS = 1000
 
-Fail = Callable[[Path, str], Exception]
+Fail = Callable[..., Exception]
 
 
-def data_error(path: Path, message: str) -> Exception:
-    return DataError(path, message)
+def data_error(path: Path, message: str, line: int | None = None) -> Exception:
+    return DataError(path, message, line)
 
 
-def model_error(path: Path, message: str) -> Exception:
+def model_error(path: Path, message: str, line: int | None = None) -> Exception:
     return ModelError(f"{path}: {message}")
 
 
@@ -80,6 +80,8 @@ def load_json(path: str | Path, what: str = "file", max_bytes: int = MAX_JSON_BY
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
+        if fail is data_error:
+            raise DataError(path, f"invalid JSON ({exc.msg}, column {exc.colno})", exc.lineno) from None
         raise fail(path, f"cannot read {what}: invalid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise fail(path, f"JSON nested deeper than {MAX_DEPTH} levels") from None
