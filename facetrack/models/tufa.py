@@ -253,10 +253,10 @@ class TUFA(LandmarkModel):
         finally:
             self.train(was)
 
-    def plane_from_mean_face(self, points: np.ndarray, name: str | None = None) -> np.ndarray:
-        """Plane points for positions given on a dataset's mean face, with the face drawn in
-        ``mean_face_image``'s pixels (so a user can click new points on that picture)."""
-        _, matrix = self.mean_face_image(name)
+    def plane_from_mean_face(self, points: np.ndarray, size: int = 256) -> np.ndarray:
+        """Plane points for positions given in the pixels of ``mean_face_image(size=size)`` (so a user can
+        place new points on that picture of the mean face)."""
+        matrix = self._plane_to_pixels(size)
         points = np.asarray(points, dtype=np.float64)
         return (points - matrix[:, 2]) / matrix[0, 0]
 
@@ -265,12 +265,17 @@ class TUFA(LandmarkModel):
         (2x3, [[s, 0, c], [0, s, c]]): where to pick zero-shot points."""
         import cv2
 
-        s = 0.4 * (size - 1)
-        matrix = np.array([[s, 0.0, 0.5 * (size - 1)], [0.0, s, 0.5 * (size - 1)]])
+        matrix = self._plane_to_pixels(size)
+        s = matrix[0, 0]
         image = np.zeros((size, size, 3), np.uint8)
         for x, y in self.anchors(name).detach().cpu().numpy() * s + 0.5 * (size - 1):
             cv2.circle(image, (int(round(x)), int(round(y))), 2, (255, 255, 255), -1)
         return image, matrix
+
+    @staticmethod
+    def _plane_to_pixels(size: int) -> np.ndarray:
+        s = 0.4 * (size - 1)
+        return np.array([[s, 0.0, 0.5 * (size - 1)], [0.0, s, 0.5 * (size - 1)]])
 
     def add_dataset(self, name: str, num_points: int, mean_shape: np.ndarray) -> None:
         """Few-shot: a new dataset entry (mean shape on the plane, fresh zero embedding); ``config`` follows."""

@@ -1,0 +1,121 @@
+"""TUFA: structure prompts (Eqs. 6.1-6.3), the plane -> face mapping, hub round trip, zero-shot queries, few-shot
+entries and the Landmarker contract."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from facetrack.models.hub import load_model, save_model
+from facetrack.models.registry import build_model
+from facetrack.models.tufa import TUFA, plane_shape, structure_prompts
+
+TINY = {"input_size": 32, "patch": 8, "dim": 16, "heads": 2, "depth": 1, "decoder_layers": 1, "mlp_ratio": 1.0}
+
+
+def tiny(**extra) -> TUFA:
+    torch.manual_seed(0)
+    model = build_model("tufa", **{**TINY, **extra})
+    model.set_mean_shape("300w", np.random.default_rng(0).uniform(-1, 1, (68, 2)))
+    return model
+
+
+def test_prompts_follow_the_equations():
+    dim, tau = 16, 10000.0
+    x, y = 0.3, -0.7
+    e = structure_prompts(torch.tensor([[x, y]], dtype=torch.float64), dim, tau)[0]
+    for c in range(dim // 4):
+        f = tau ** (-2 * c / (0.5 * dim))
+        assert e[2 * c].item() == pytest.approx(math.sin(x * f))
+        assert e[2 * c + 1].item() == pytest.approx(math.cos(x * f))
+        assert e[dim // 2 + 2 * c].item() == pytest.approx(math.sin(y * f))
+    # the digest's caution: as written, prompts of points 0.05 apart are almost identical; a scale separates them
+    a, b = torch.tensor([[0.0, 0.0]]), torch.tensor([[0.05, 0.0]])
+    same = torch.cosine_similarity(structure_prompts(a, 128), structure_prompts(b, 128)).item()
+    scaled = torch.cosine_similarity(structure_prompts(a, 128, scale=32), structure_prompts(b, 128, scale=32)).item()
+    assert same > 0.9999 and scaled < 0.99
+
+
+def test_forward_any_number_of_points_and_masked_loss():
+    model = tiny()
+    images = torch.rand(2, 3, 32, 32)
+    out = model(images)
+    assert out["coords"].shape == (2, 68, 2) and out["error"].shape == (2, 68)
+    q = model(images, torch.zeros(7, 2))["coords"]
+    assert q.shape == (2, 7, 2)
+    # the decoder's self-attention mixes the queries, so asking for the full anchor set must equal predict()
+    coords, conf = model.predict(images)
+    direct, _ = model.predict_points(images, model.anchors().detach())
+    assert torch.allclose(coords, direct, atol=1e-5)
+    assert ((conf > 0) & (conf <= 1)).all()
+    targets = {"points": torch.zeros(2, 68, 2), "weight": torch.ones(2, 68)}
+    masked = {"points": targets["points"].clone(), "weight": targets["weight"].clone()}
+    masked["points"][:, 5] = 100.0
+    masked["weight"][:, 5] = 0.0
+    assert model.loss(out, masked).item() == pytest.approx(model.loss(out, {**targets, "weight": masked["weight"]}).item())
+
+
+def test_hub_round_trip_keeps_plane_and_embeddings(tmp_path):
+    model = tiny(datasets=[["300w", 68], ["mtfl5", 5]])
+    with torch.no_grad():
+        model.align["mtfl5"].add_(0.1)
+    model.set_mean_shape("mtfl5", np.full((5, 2), 0.2))
+    save_model(model, tmp_path / "t", {"name": "t"})
+    back = load_model(tmp_path / "t.safetensors")
+    assert isinstance(back, TUFA) and back.datasets == ["300w", "mtfl5"]
+    assert torch.allclose(back.anchors("mtfl5"), model.anchors("mtfl5"))
+    images = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(back.predict(images)[0], model.eval().predict(images)[0], atol=1e-5)
+
+
+def test_training_steps_reduce_the_loss_and_reach_the_embeddings():
+    model = tiny(datasets=[["300w", 68], ["new", 5]])
+    model.set_mean_shape("new", np.random.default_rng(1).uniform(-1, 1, (5, 2)))
+    images = torch.rand(4, 3, 32, 32)
+    targets = {"points": model.anchors("new").detach().unsqueeze(0).repeat(4, 1, 1) * 0.5,
+               "weight": torch.ones(4, 5)}
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = model.loss(model(images, model.anchors("new").unsqueeze(0).expand(4, -1, -1)), targets)
+        opt.zero_grad()
+        loss.backward()
+        assert model.align["new"].grad is not None and model.align["new"].grad.abs().sum() > 0
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_few_shot_entry_and_zero_shot_plane_points():
+    model = tiny()
+    model.add_dataset("new", 3, np.array([[0.0, 0.0], [0.5, 0.0], [0.0, 0.5]]))
+    assert model.config["datasets"][-1] == ["new", 3] and model.anchors("new").shape == (3, 2)
+    with pytest.raises(ValueError):
+        model.add_dataset("new", 3, np.zeros((3, 2)))
+    image, matrix = model.mean_face_image(size=100)
+    assert image.shape == (100, 100, 3) and image.max() == 255
+    anchors = model.anchors().detach().numpy()
+    pixels = anchors * matrix[0, 0] + matrix[:, 2]
+    assert np.allclose(model.plane_from_mean_face(pixels, size=100), anchors, atol=1e-6)
+
+
+def test_plane_shape_alignment():
+    ref = plane_shape(np.random.default_rng(0).uniform(0, 50, (68, 2)))
+    assert np.isclose(np.abs(ref).max(), 1.0)
+    affine = np.array([[2.0, 0.3], [-0.1, 1.5]])
+    other = ref[[36, 45, 30, 48, 54]] @ affine.T + 7.0
+    pairs = [((36,), 0), ((45,), 1), ((30,), 2), ((48,), 3), ((54,), 4)]
+    assert np.allclose(plane_shape(other, ref, pairs), ref[[36, 45, 30, 48, 54]], atol=1e-9)
+
+
+def test_landmarker_runs_tufa(tmp_path):
+    from facetrack.landmarker import Landmarker
+
+    model = tiny()
+    save_model(model, tmp_path / "t", {"name": "t"})
+    landmarker = Landmarker(tmp_path / "t.safetensors", runtime="torch")
+    image = np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    points, conf = landmarker.predict_boxes(image, np.array([[10.0, 10.0, 60.0, 60.0]]))
+    assert points.shape == (1, 68, 2) and conf.shape == (1, 68) and np.isfinite(points).all()

@@ -1,0 +1,109 @@
+"""Multi-dataset training: schemes mapped to masked iBUG-68 faces, per-dataset label offsets, mixed batches, the
+``mix`` recipe section, and short end-to-end runs (AOHR masked fine-tune, TUFA) on the shared data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facetrack.data.sample import FaceSample
+from facetrack.errors import DataError
+from facetrack.train.config import load_config
+from facetrack.train.multi import (MultiTrainConfig, Source, apply_offsets, mix_fractions, mixed_sampler,
+                                   to_ibug68)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _mean68() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (68, 2))
+
+
+def test_partial_scheme_becomes_masked_68_point_face():
+    mean = _mean68()
+    corr = {0: ((36,), "exact"), 1: ((45,), "exact"), 2: ((30,), "exact"), 3: ((36, 37), "approximate"),
+            4: ((48,), "approximate")}
+    # a face that is exactly the mean shape under a similarity: the filled points must land on it too
+    angle, scale, shift = 0.2, 40.0, np.array([100.0, 80.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    face68 = mean @ rot.T + shift
+    native = np.stack([face68[36], face68[45], face68[30], face68[36:38].mean(0), face68[48]])
+    src = Source("toy", 5, (1, 0, 2, 3, 4), corr, [FaceSample(Path("x.jpg"), native, "toy")])
+    (exact,) = to_ibug68(src, mean, "exact")
+    assert exact.scheme == "ibug68" and exact.visible.sum() == 3 and set(np.flatnonzero(exact.visible)) == {30, 36, 45}
+    assert np.allclose(exact.landmarks, face68, atol=1e-9)
+    (single,) = to_ibug68(src, mean, "single")
+    assert single.visible.sum() == 4 and single.visible[48]  # the mean of 36-37 never supervises a single point
+
+
+def test_offsets_move_only_supervised_labels():
+    mean = _mean68() * 30 + 100
+    visible = np.zeros(68, bool)
+    visible[[30, 36]] = True
+    sample = FaceSample(Path("x.jpg"), mean, "ibug68", visible=visible)
+    offsets = np.full((68, 2), np.nan)
+    offsets[30] = [2.0, -1.0]
+    offsets[36] = [0.5, 0.5]
+    (moved,) = apply_offsets([sample], offsets, 160, 1.25)
+    delta = sample.landmarks - moved.landmarks
+    assert np.abs(delta[~visible]).max() == 0
+    assert delta[30, 0] > 0 and delta[30, 1] < 0  # offsets are crop px: image px = crop px / zoom (zoom < 1 here)
+    assert np.allclose(delta[30] / delta[36], [4.0, -2.0])
+
+
+def test_mixed_sampler_draws_the_fractions():
+    torch.manual_seed(0)
+    sampler = mixed_sampler([100, 1000, 10], [0.5, 0.25, 0.25], 8000)
+    drawn = np.array(list(sampler))
+    shares = [np.mean(drawn < 100), np.mean((drawn >= 100) & (drawn < 1100)), np.mean(drawn >= 1100)]
+    assert len(drawn) == 8000 and np.allclose(shares, [0.5, 0.25, 0.25], atol=0.03)
+    from facetrack.train.multi import MixSection
+
+    assert mix_fractions(MixSection(primary_fraction=0.5), [1.0, 3.0]) == [0.5, 0.125, 0.375]
+
+
+def test_mix_recipes_parse_and_check_their_keys(tmp_path):
+    for name in ("aohr68_multi", "tufa_cpu_mixed", "tufa_cpu_300w"):
+        config = load_config(REPO / "configs" / f"{name}.yaml")
+        assert isinstance(config, MultiTrainConfig)
+    config = load_config(REPO / "configs" / "aohr68_multi.yaml")
+    assert set(config.mix.extra) == {"ideask21", "mtfl5", "ytf68"} and config.mix.supervise == "exact"
+    with pytest.raises(DataError, match="supervise"):
+        load_config(REPO / "configs" / "aohr68_multi.yaml", ["mix.supervise=all"])
+    with pytest.raises(DataError, match="unknown key"):
+        load_config(REPO / "configs" / "aohr68_multi.yaml", ["mix.ratio=2"])
+
+
+def _short(tmp_path: Path, recipe: str, shared: Path, *extra: str):
+    from facetrack.train.run import train
+
+    overrides = [f"trainer.out={tmp_path / 'run'}", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                 "trainer.limit_val_batches=1", "optim.batch_size=4", "trainer.num_workers=0",
+                 f"data.root={shared / '300w'}", *(f"mix.extra.{n}.root={shared / n}" for n in ("ideask21", "mtfl5", "ytf68")),
+                 *extra]
+    return train(load_config(REPO / "configs" / recipe, overrides))
+
+
+def test_masked_aohr_fine_tune_runs(tmp_path, shared_data, one_torch_thread):
+    result = _short(tmp_path, "aohr68_multi.yaml", shared_data, "mix.correction_faces=4")
+    assert result["epochs"] == 1 and np.isfinite(result["best_val_nme"])
+    mix = json.loads((tmp_path / "run" / "mix.json").read_text())
+    assert len(mix["mtfl5"]["supervised_ibug68"]) == 3 and len(mix["ideask21"]["supervised_ibug68"]) == 14
+    card = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert set(card["training"]["data"]["extra"]) == {"ideask21", "mtfl5", "ytf68"}
+
+
+def test_tufa_mixed_training_runs(tmp_path, shared_data, one_torch_thread):
+    from facetrack.models.hub import load_model
+
+    result = _short(tmp_path, "tufa_cpu_mixed.yaml", shared_data, "model.config.depth=1",
+                    "model.config.decoder_layers=1", "model.config.dim=32")
+    assert result["epochs"] == 1
+    model = load_model(tmp_path / "run" / "best.safetensors")
+    assert model.datasets == ["shared300w", "ideask21", "mtfl5", "ytf68"]
+    # mtfl5's mean shape sits on 300-W's plane: its nose tip near iBUG point 30's
+    assert (model.mean_shape("mtfl5")[2] - model.mean_shape("shared300w")[30]).abs().max().item() < 0.1
