@@ -7,6 +7,7 @@ guessing, because a silently mis-read channel order costs recall without any err
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -138,6 +139,96 @@ def pyramid_scale(min_size: float, native_min: float) -> float:
     if min_size <= 0:
         return 1.0
     return float(min(1.0, native_min / float(min_size)))
+
+
+# --- bounded resolution ----------------------------------------------------------------------------------
+# A detector with fixed anchor sizes splits a face far larger than its largest anchor into several boxes (an
+# 8000x6000 photo of one face gave 41 boxes and 3.4 GB of memory). Large frames are therefore searched coarse
+# to fine: a first pass with the longer side at most COARSE_SIDE finds the large faces whole; each finer pass
+# (PASS_FACTOR times the scale, up to the detector's own scale) adds only the faces too small for the passes
+# before it and drops the parts of faces they found; a pass over more than MAX_PASS_PIXELS runs in overlapping
+# tiles, so memory stays bounded whatever the frame's size. Frames up to COARSE_SIDE run in one pass, as before.
+
+COARSE_SIDE = 640
+PASS_FACTOR = 4.0
+MAX_PASS_PIXELS = 2_500_000
+TILE_SIDE = 1280
+
+
+def pass_scales(height: int, width: int, base_scale: float) -> list[float]:
+    """Resize factors of the passes, coarse to fine, the last one ``base_scale``."""
+    scales = [float(base_scale)]
+    while scales[-1] * max(height, width) > COARSE_SIDE:
+        scales.append(scales[-1] / PASS_FACTOR)
+    return scales[::-1]
+
+
+def tiles(height: int, width: int, side: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """``(x0, y0, x1, y1)`` windows of at most ``side`` pixels, overlapping by ``overlap``, covering the frame."""
+    def starts(n: int) -> list[int]:
+        if n <= side:
+            return [0]
+        step = side - overlap
+        out = list(range(0, n - side, step))
+        return out + [n - side]
+
+    return [(x, y, min(x + side, width), min(y + side, height)) for y in starts(height) for x in starts(width)]
+
+
+def detect_bounded(frame: np.ndarray, base_scale: float, native_min: float, run,  # type: ignore[no-untyped-def]
+                   nms_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (K, 4), scores (K,) and points (K, 5, 2) in frame pixels from ``run(image) -> (boxes, scores,
+    points)`` (the network on one BGR image, its pixels), over the passes of ``pass_scales``; see above."""
+    import cv2
+
+    height, width = frame.shape[:2]
+    scales = pass_scales(height, width, base_scale)
+    found_b, found_s, found_p = [np.zeros((0, 4))], [np.zeros(0)], [np.zeros((0, 5, 2))]
+    for k, scale in enumerate(scales):
+        coarse = np.concatenate(found_b)  # what the coarser passes found, in frame pixels
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = frame if size == (width, height) else cv2.resize(
+            frame, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        ih, iw = image.shape[:2]
+        # the largest face a finer pass keeps, in this pass's pixels: tiles overlap by more than that
+        keep_below = 1.5 * native_min * PASS_FACTOR if k else math.inf
+        windows = [(0, 0, iw, ih)] if iw * ih <= MAX_PASS_PIXELS else tiles(ih, iw, TILE_SIDE, int(keep_below) + 16)
+        for x0, y0, x1, y1 in windows:
+            boxes, scores, points = run(image[y0:y1, x0:x1] if len(windows) > 1 else image)
+            if not len(boxes):
+                continue
+            boxes = boxes + np.array([x0, y0, x0, y0], dtype=np.float64)
+            points = points + np.array([x0, y0], dtype=np.float64)
+            if len(windows) > 1:  # a face cut by an inner tile border lies whole in the neighbouring tile
+                inner = ((boxes[:, 0] <= x0 + 2) & (x0 > 0)) | ((boxes[:, 1] <= y0 + 2) & (y0 > 0)) | \
+                        ((boxes[:, 2] >= x1 - 3) & (x1 < iw)) | ((boxes[:, 3] >= y1 - 3) & (y1 < ih))
+                boxes, scores, points = boxes[~inner], scores[~inner], points[~inner]
+            # back to frame pixels: a point u of the resized image is at (u + 0.5) / s - 0.5 in the frame
+            sx, sy = width / iw, height / ih
+            boxes = (boxes + 0.5) * np.array([sx, sy, sx, sy]) - 0.5
+            points = (points + 0.5) * np.array([sx, sy]) - 0.5
+            if k:  # only faces the coarser passes could not see, and no part of a face they found
+                sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * scale
+                keep = (sides < keep_below) & ~_inside_any(boxes, coarse)
+                boxes, scores, points = boxes[keep], scores[keep], points[keep]
+            found_b.append(boxes)
+            found_s.append(scores)
+            found_p.append(points)
+    boxes, scores, points = np.concatenate(found_b), np.concatenate(found_s), np.concatenate(found_p)
+    if len(scales) > 1 or len(boxes) > 1:
+        pick = nms(boxes, scores, nms_threshold)
+        boxes, scores, points = boxes[pick], scores[pick], points[pick]
+    return boxes, scores, points
+
+
+def _inside_any(boxes: np.ndarray, outer: np.ndarray, fraction: float = 0.5) -> np.ndarray:
+    """(K,) True where at least ``fraction`` of a box's area lies inside one of ``outer``."""
+    if not len(outer) or not len(boxes):
+        return np.zeros(len(boxes), dtype=bool)
+    w = np.clip(np.minimum(boxes[:, None, 2], outer[None, :, 2]) - np.maximum(boxes[:, None, 0], outer[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(boxes[:, None, 3], outer[None, :, 3]) - np.maximum(boxes[:, None, 1], outer[None, :, 1]), 0, None)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-12)
+    return ((w * h) / area[:, None] >= fraction).any(axis=1)
 
 
 # --- registry -------------------------------------------------------------------------------------------

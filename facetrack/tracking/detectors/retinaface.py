@@ -16,8 +16,8 @@ import numpy as np
 
 from facetrack.errors import ModelError
 from facetrack.tracking.detectors.base import (
-    Detections,
     check_frame,
+    detect_bounded,
     finalize,
     nms,
     pyramid_scale,
@@ -102,15 +102,17 @@ class RetinaFaceDetector:
         return max(scale, 32.0 / max(min(height, width), 1))
 
     def detect(self, frame: np.ndarray) -> Detections:
-        """Faces in a BGR uint8 frame (0-based pixel boxes and points), best first."""
+        """Faces in a BGR uint8 frame (0-based pixel boxes and points), best first. Frames larger than
+        ``COARSE_SIDE`` are searched coarse to fine at bounded resolution (``detect_bounded``): one large face
+        is one box, and memory does not grow with the frame."""
         check_frame(frame)
         height, width = frame.shape[:2]
         scale = min(self.scale_for(height, width), 4.0)
-        if scale != 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            image = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        else:
-            image = frame
+        boxes, scores, points = detect_bounded(frame, scale, NATIVE_MIN_FACE, self._network, self.nms_threshold)
+        return finalize(boxes, scores, points, self.min_size, self.score_threshold, with_points=True)
+
+    def _network(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes, scores and points (after the threshold and NMS) in the pixels of ``image``, as given."""
         ih, iw = image.shape[:2]
         blob = (image.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1)[None]
         loc, conf, landmarks = self.session.run(None, {self.input_name: np.ascontiguousarray(blob)})
@@ -120,12 +122,8 @@ class RetinaFaceDetector:
         scores = conf[0, :, 1]
         keep = np.flatnonzero(scores >= self.score_threshold)
         if len(keep) == 0:
-            return Detections.empty(with_points=True)
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         boxes, points = decode(loc[0, keep], landmarks[0, keep], prior[keep])
-        scores = scores[keep]
+        scores = scores[keep].astype(np.float64)
         pick = nms(boxes, scores, self.nms_threshold)
-        # Back to frame pixels: a point u of the resized image is at (u + 0.5) / s - 0.5 in the frame.
-        sx, sy = width / iw, height / ih
-        boxes = (boxes[pick] + 0.5) * np.array([sx, sy, sx, sy]) - 0.5
-        points = (points[pick] + 0.5) * np.array([sx, sy]) - 0.5
-        return finalize(boxes, scores[pick], points, self.min_size, self.score_threshold, with_points=True)
+        return boxes[pick].astype(np.float64), scores[pick], points[pick].astype(np.float64)
