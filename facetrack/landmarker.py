@@ -74,18 +74,25 @@ class Landmarker:
     def num_points(self) -> int:
         return self.model.num_points
 
-    def crops(self, image: np.ndarray, boxes: Sequence[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Model-input tensor (K, 3, F, F) RGB [0, 1] for K boxes, and their (K, 2, 3) image->crop matrices."""
+    def crops(self, image: np.ndarray, boxes: Sequence[np.ndarray] | np.ndarray,
+              rolls: Sequence[float] | np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Model-input tensor (K, 3, F, F) RGB [0, 1] for K boxes, and their (K, 2, 3) image->crop matrices.
+
+        ``rolls``: each crop's rotation in degrees (``crop_matrix``), so a rolled face comes out upright; the
+        boxes are then upright boxes (``facetrack.data.transforms.upright_box``)."""
         size = self.model.input_size
-        matrices = np.stack([crop_matrix(box, size, self.crop_scale) for box in boxes])
+        rolls = np.zeros(len(boxes)) if rolls is None else np.asarray(rolls, dtype=np.float64).reshape(len(boxes))
+        matrices = np.stack([crop_matrix(box, size, self.crop_scale, roll) for box, roll in zip(boxes, rolls)])
         crops = np.stack([warp(image, m, size) for m in matrices])
         rgb = crops[..., ::-1].astype(np.float32) / 255.0
         tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
         return tensor, matrices
 
-    def predict_boxes(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Landmarks (K, N, 2) in image pixels and confidences (K, N) for K landmark-extent-like boxes."""
-        tensor, matrices = self.crops(image, boxes)
+    def predict_boxes(self, image: np.ndarray, boxes: np.ndarray,
+                      rolls: Sequence[float] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks (K, N, 2) in image pixels and confidences (K, N) for K landmark-extent-like boxes (turned by
+        ``rolls`` degrees, see ``crops``)."""
+        tensor, matrices = self.crops(image, boxes, rolls)
         coords, conf = self.predict_crops(tensor)
         return self.to_image(coords, matrices), conf.cpu().numpy().astype(np.float64)
 

@@ -24,6 +24,9 @@ class Scheme:
     ocular: tuple[int, int] | None
     pupils: tuple[tuple[int, ...], tuple[int, ...]] | None
     edges: tuple[tuple[int, int], ...]
+    # index sets whose centroids are the five reference points of face detectors (subject's right eye, left eye,
+    # nose tip, right mouth corner, left mouth corner: RetinaFace's order): the face's roll comes from them
+    five: tuple[tuple[int, ...], ...] | None = None
 
     def __hash__(self) -> int:  # groups is a dict, so the generated hash would fail; tables fix the rest
         return hash((self.name, self.num_points, self.flip_perm))
@@ -39,6 +42,9 @@ class Scheme:
         used += [i for edge in self.edges for i in edge]
         used += list(self.ocular or ())
         used += [i for side in (self.pupils or ()) for i in side]
+        used += [i for group in (self.five or ()) for i in group]
+        if self.five is not None and len(self.five) != 5:
+            raise ValueError(f"scheme {self.name}: five needs 5 index sets, got {len(self.five)}")
         bad = [i for i in used if not 0 <= i < n]
         if bad:
             raise ValueError(f"scheme {self.name}: indices {sorted(set(bad))} out of range({n})")
@@ -100,6 +106,7 @@ IBUG68 = Scheme(
     ocular=(36, 45),
     pupils=(_r(36, 41), _r(42, 47)),
     edges=_edges_from_chains(_IBUG68_CHAINS),
+    five=(_r(36, 41), _r(42, 47), (30,), (48,), (54,)),
 )
 
 # Subsets of iBUG-68 used by the 300VW and Talking Face protocols (EVALUATION.md sections 2 and 5).
@@ -329,6 +336,7 @@ def wflw98_to_ibug68(points: np.ndarray) -> np.ndarray:
     if pts.ndim < 2 or pts.shape[-2:] != (98, 2):
         raise ValueError(f"expected WFLW points of shape (..., 98, 2), got {pts.shape}")
     return subset(pts, WFLW98_TO_IBUG68)
+
 
 def ibug68_to(points: np.ndarray, scheme: str) -> np.ndarray:
     """Map ``(..., 68, 2)`` iBUG landmarks to ``scheme``'s points through ``IBUG68_CORRESPONDENCE`` (each

@@ -25,6 +25,16 @@ class FlipScheme(Protocol):
     flip_perm: Sequence[int]
 
 
+class FiveScheme(Protocol):
+    """What roll estimation needs from a landmark scheme: the index sets of the five reference points."""
+
+    five: tuple[tuple[int, ...], ...] | None
+
+
+class AugmentScheme(FlipScheme, FiveScheme, Protocol):
+    """What ``Augmenter`` needs from a landmark scheme."""
+
+
 def box_from_landmarks(points: np.ndarray) -> np.ndarray:
     """Tight ``[x0, y0, x1, y1]`` around (..., N, 2) landmarks, ignoring NaN (missing) points: (..., 4)."""
     points = np.asarray(points, dtype=np.float64)
@@ -36,6 +46,64 @@ def box_from_landmarks(points: np.ndarray) -> np.ndarray:
     lo = np.where(finite[..., None], points, np.inf).min(axis=-2)
     hi = np.where(finite[..., None], points, -np.inf).max(axis=-2)
     return np.concatenate([lo, hi], axis=-1)
+
+
+# The five reference points of an upright face (eye centres, nose tip, mouth corners; image-left first), as face
+# detectors give them: the widely used ArcFace 112x112 alignment template. Only its shape matters here.
+FIVE_POINT_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                                [41.5493, 92.3655], [70.7299, 92.2041]])
+
+
+def five_points(points: np.ndarray, scheme: FiveScheme) -> np.ndarray | None:
+    """The five reference points (..., 5, 2) of (..., N, 2) landmarks (``scheme.five``), None if it has none."""
+    if scheme.five is None:
+        return None
+    points = np.asarray(points, dtype=np.float64)
+    return np.stack([np.nanmean(points[..., list(group), :], axis=-2) for group in scheme.five], axis=-2)
+
+
+def roll_from_points5(points5: np.ndarray) -> float:
+    """The face's roll in degrees: the ``rotation_deg`` of ``crop_matrix`` that turns it upright.
+
+    The rotation of the least-squares similarity from ``FIVE_POINT_TEMPLATE`` to the points, so eyes, nose and
+    mouth all vote (an eye line alone is unstable on small faces); 0 when the points are unusable.
+    """
+    from facetrack.data.shape_model import similarity_fit
+
+    points5 = np.asarray(points5, dtype=np.float64).reshape(5, 2)
+    if not np.isfinite(points5).all() or np.ptp(points5, axis=0).max() <= 0:
+        return 0.0
+    fit = similarity_fit(FIVE_POINT_TEMPLATE, points5)
+    return math.degrees(math.atan2(fit[1, 0], fit[0, 0]))
+
+
+def face_roll(points: np.ndarray, scheme: FiveScheme) -> float:
+    """Roll (degrees, ``crop_matrix`` convention) of one face's (N, 2) landmarks; 0 for schemes without
+    ``five`` or with missing reference points."""
+    five = five_points(points, scheme)
+    return 0.0 if five is None else roll_from_points5(five)
+
+
+def wrap_degrees(angle: float) -> float:
+    """An angle in degrees mapped to [-180, 180) (arrays too)."""
+    return (angle + 180.0) % 360.0 - 180.0
+
+
+def upright_box(points: np.ndarray, roll: float = 0.0) -> np.ndarray:
+    """The tight box of (N, 2) landmarks as seen in a frame turned by ``roll`` degrees, as an image-frame
+    ``[x0, y0, x1, y1]`` whose centre is that box's centre: ``crop_matrix(upright_box(p, r), ..., rotation_deg=r)``
+    cuts the face upright exactly as ``crop_matrix(box_from_landmarks(p))`` cuts an upright face."""
+    if roll == 0.0:
+        return box_from_landmarks(points)
+    points = np.asarray(points, dtype=np.float64)
+    finite = np.isfinite(points).all(axis=-1)
+    centre = points[finite].mean(axis=0) if finite.any() else np.zeros(2)
+    c, s = math.cos(math.radians(roll)), math.sin(math.radians(roll))
+    turn = np.array([[c, s], [-s, c]])  # crop_matrix's linear part for this roll
+    box = box_from_landmarks((points - centre) @ turn.T)
+    mid, half = 0.5 * (box[:2] + box[2:]), 0.5 * (box[2:] - box[:2])
+    mid = mid @ turn + centre  # turn is orthogonal: its inverse is its transpose
+    return np.concatenate([mid - half, mid + half])
 
 
 @dataclass(frozen=True)
@@ -56,9 +124,13 @@ class CropSmoothing:
     centre: float = 0.5
     size: float = 0.3
     follow: float = 0.1
+    roll: float = 0.5  # weight of the new roll estimate (degrees), raised to 1 as the turn grows to roll_follow
+    roll_follow: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("centre", "size"):
+        if not self.roll_follow > 0.0:
+            raise ValueError(f"crop smoothing roll_follow must be positive, got {self.roll_follow}")
+        for name in ("centre", "size", "roll"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"crop smoothing {name} weight must be in (0, 1], got {value}")
@@ -79,6 +151,13 @@ class CropSmoothing:
         centre = a * new_centre + (1 - a) * old_centre
         half = 0.5 * (b * (new[2:] - new[:2]) + (1 - b) * (old[2:] - old[:2]))
         return np.concatenate([centre - half, centre + half])
+
+    def next_roll(self, crop_roll: float, roll: float) -> float:
+        """The next crop's rotation (degrees) from the last crop's and the roll of the new landmarks: averaged
+        like the centre, so landmark noise does not turn the crop, while a real turn is followed at once."""
+        turn = wrap_degrees(float(roll) - float(crop_roll))
+        a = min(1.0, max(self.roll, abs(turn) / self.roll_follow))
+        return wrap_degrees(float(crop_roll) + a * turn)
 
 
 def crop_matrix(bbox: np.ndarray | Sequence[float], out_size: int, scale: float = 1.25, rotation_deg: float = 0.0,
@@ -210,6 +289,10 @@ class Augmenter:
     Occluders, with ``occlusion_prob``: one rotated rectangle or ellipse of a solid colour, smooth noise or a
     patch of the crop itself, covering up to ``occlusion_max_area`` of the face box, placed on the face.
 
+    ``upright``: the random rotation is about the face's own roll (``face_roll``: the crop is first turned so the
+    face is upright, as roll-aware inference crops are), not about the photograph's axes; the box is then the
+    landmarks' upright box (a given ``bbox`` is not used). Needs a scheme with ``five`` reference points.
+
     ``mirror_offset``: where a dataset's annotations sit (x, y image pixels) right of / below the positions that
     mirror exactly (the shared 300-W crops: about +0.7 px, ``benchmarks/flip_consistency.py``). A flipped crop's
     labels then keep that convention instead of mirroring it, so flipped and unflipped crops agree.
@@ -230,6 +313,7 @@ class Augmenter:
     occlusion_prob: float = 0.3
     occlusion_max_area: float = 0.3
     mirror_offset: tuple[float, float] = (0.0, 0.0)
+    upright: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = self.scale_range
@@ -246,16 +330,17 @@ class Augmenter:
         if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
             raise ValueError(f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma}")
 
-    def __call__(self, image: np.ndarray, points: np.ndarray, bbox: np.ndarray | None, scheme: FlipScheme,
+    def __call__(self, image: np.ndarray, points: np.ndarray, bbox: np.ndarray | None, scheme: AugmentScheme,
                  rng: np.random.Generator) -> AugmentResult:
         """Augment one face: ``bbox`` None means the landmarks' tight box."""
         points = np.asarray(points, dtype=np.float64)
         if points.ndim != 2 or points.shape[1] != 2:
             raise ValueError(f"points must have shape (N, 2), got {points.shape}")
-        if bbox is None:
-            bbox = box_from_landmarks(points)
+        base = face_roll(points, scheme) if self.upright else 0.0
+        if bbox is None or self.upright:
+            bbox = upright_box(points, base)
         scale = self.scale * rng.uniform(*self.scale_range)
-        rotation = rng.uniform(-self.rotation, self.rotation)
+        rotation = base + rng.uniform(-self.rotation, self.rotation)
         shift = rng.uniform(-self.shift, self.shift, size=2)
         flip = bool(rng.random() < self.flip_prob)
         matrix = crop_matrix(bbox, self.out_size, scale, rotation, shift, flip)

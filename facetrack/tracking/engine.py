@@ -1,9 +1,15 @@
 """Landmark engines: what the tracker calls to place landmarks on a face, with per-face state.
 
-The tracker only knows ``start`` (a face box from the detector) and ``step`` (the previous estimate), so a
-temporal model (AOHR's decay, 1DFormer's window) plugs in by keeping its memory in ``FaceEstimate.state``;
-the per-frame ``LandmarkerEngine`` keeps none and re-crops from the previous landmarks instead. Both calls take
-every face of a frame at once so the network runs one batch per frame.
+The tracker only knows ``start`` (face boxes from the detector, with its five points when it gives them) and
+``step`` (the previous estimate), so a temporal model (AOHR's decay, 1DFormer's window) plugs in by keeping its
+memory in ``FaceEstimate.state``; the per-frame ``LandmarkerEngine`` keeps none. Both calls take every face of a
+frame at once so the network runs one batch per frame.
+
+Geometry is shared (``CropEngine``): every crop is turned by the face's roll so the model sees an upright face.
+On a fresh detection the roll comes from the detector's five points, checked against the other three quarter
+turns when the landmarks come out unsure (detectors name the points of a face lying sideways or upside down
+wrongly); each re-crop pass and each tracked frame takes it from the landmarks just predicted, smoothed over
+time like the crop box (``CropSmoothing``).
 """
 from __future__ import annotations
 
@@ -13,23 +19,33 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
-from facetrack.data.transforms import CropSmoothing, box_from_landmarks
+from facetrack.data.transforms import (CropSmoothing, box_from_landmarks, face_roll, roll_from_points5, upright_box,
+                                       wrap_degrees)
+from facetrack.errors import ModelError
 from facetrack.landmarker import Landmarker
+from facetrack.models.temporal.base import TemporalLandmarkModel, TemporalState
+from facetrack.schemes import get_scheme
+
+# A fresh face whose first landmarks have a mean confidence below this is also tried turned by 90, 180 and 270
+# degrees, and the most confident turn is kept (benchmarks/README.md, "Rolled faces").
+ORIENTATION_CHECK = 0.5
 
 
 @dataclass
 class FaceEstimate:
-    """One face on one frame: landmarks (N, 2) and confidences (N,) in original pixels, the box the crop
-    came from, and the engine's opaque temporal ``state`` (None for per-frame engines)."""
+    """One face on one frame: landmarks (N, 2) and confidences (N,) in original pixels, the box the crop came
+    from (its upright box, see ``upright_box``), the crop's rotation ``roll`` in degrees, and the engine's
+    opaque temporal ``state`` (None for per-frame engines)."""
 
     landmarks: np.ndarray
     confidences: np.ndarray
     box: np.ndarray
     state: Any = None
+    roll: float = 0.0
 
     @property
     def extent(self) -> np.ndarray:
-        """Tight ``[x0, y0, x1, y1]`` around the landmarks (the next crop follows it, ``CropSmoothing``)."""
+        """Tight axis-aligned ``[x0, y0, x1, y1]`` around the landmarks (frame geometry: overlaps, ids)."""
         return box_from_landmarks(self.landmarks)
 
 
@@ -40,8 +56,9 @@ class LandmarkEngine(Protocol):
     scheme: str
     num_points: int
 
-    def start(self, image: np.ndarray, boxes: Sequence[np.ndarray]) -> list[FaceEstimate]:
-        """Fresh estimates (new temporal state) from detector boxes."""
+    def start(self, image: np.ndarray, boxes: Sequence[np.ndarray],
+              points5: np.ndarray | None = None) -> list[FaceEstimate]:
+        """Fresh estimates (new temporal state) from detector boxes (and their (K, 5, 2) points, if any)."""
         ...
 
     def step(self, image: np.ndarray, previous: Sequence[FaceEstimate]) -> list[FaceEstimate]:
@@ -53,40 +70,133 @@ class LandmarkEngine(Protocol):
         ...
 
 
-class LandmarkerEngine:
-    """The per-frame engine: a ``Landmarker`` run on detector boxes, then on landmark-extent boxes.
+class CropEngine:
+    """What both engines share: roll-aware crops, the re-crop passes on a fresh detection, the crop policy of
+    tracked frames. Subclasses implement ``_predict`` (one batched network call on the final crops).
 
-    ``start`` refines detector boxes ``landmarker.refine`` times (detector boxes are cut differently from the
-    landmark-extent boxes models are trained on); ``step`` needs no refinement because the previous landmarks
-    already give a training-like box, smoothed over time by ``crop_smoothing``.
+    ``start`` makes ``landmarker.refine`` per-frame passes, each re-cropping around the landmarks of the last
+    (detector boxes are cut differently from the landmark-extent boxes models are trained on), then the engine's
+    own pass; ``step`` crops around the previous landmarks, smoothed over time by ``crop_smoothing``.
     """
 
-    def __init__(self, landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None) -> None:
+    def __init__(self, landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None,
+                 orientation_check: float = ORIENTATION_CHECK) -> None:
         self.landmarker = landmarker
         self.crop_smoothing = crop_smoothing or CropSmoothing()
+        self.orientation_check = float(orientation_check)
         self.name = landmarker.name
         self.scheme = landmarker.scheme
         self.num_points = landmarker.num_points
+        self._scheme = get_scheme(landmarker.scheme)
+        self._rolls = self._scheme.five is not None  # schemes without reference points are cropped unturned
 
-    def _run(self, image: np.ndarray, boxes: np.ndarray, passes: int) -> list[FaceEstimate]:
-        if len(boxes) == 0:
-            return []
-        with torch.inference_mode():
-            points, conf = self.landmarker.predict_boxes(image, boxes)
-            for _ in range(passes):
-                boxes = box_from_landmarks(points)
-                points, conf = self.landmarker.predict_boxes(image, boxes)
-        return [FaceEstimate(p, c, b.copy()) for p, c, b in zip(points, conf, boxes)]
+    def _predict(self, image: np.ndarray, boxes: np.ndarray, rolls: np.ndarray,
+                 states: Sequence[Any]) -> list[FaceEstimate]:
+        raise NotImplementedError
 
-    def start(self, image: np.ndarray, boxes: Sequence[np.ndarray]) -> list[FaceEstimate]:
+    def _roll(self, points: np.ndarray) -> float:
+        return face_roll(points, self._scheme) if self._rolls else 0.0
+
+    def _recrop(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rolls = np.array([self._roll(p) for p in points])
+        return np.stack([upright_box(p, r) for p, r in zip(points, rolls)]), rolls
+
+    def _orient(self, image: np.ndarray, boxes: np.ndarray, rolls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First pass at the detector's roll; unsure faces also tried at the three other quarter turns."""
+        points, conf = self.landmarker.predict_boxes(image, boxes, rolls)
+        unsure = np.flatnonzero(np.nanmean(conf, axis=1) < self.orientation_check) if self._rolls else []
+        if len(unsure):
+            turns = np.array([90.0, 180.0, 270.0])
+            tried_boxes = np.repeat(boxes[unsure], len(turns), axis=0)
+            tried_rolls = wrap_degrees(np.repeat(rolls[unsure], len(turns)) + np.tile(turns, len(unsure)))
+            tried, tried_conf = self.landmarker.predict_boxes(image, tried_boxes, tried_rolls)
+            scores = np.nanmean(tried_conf, axis=1).reshape(len(unsure), len(turns))
+            for k, i in enumerate(unsure):
+                best = int(np.argmax(scores[k]))
+                if scores[k, best] > np.nanmean(conf[i]):
+                    points[i], conf[i] = tried[k * len(turns) + best], tried_conf[k * len(turns) + best]
+        return points, conf
+
+    def start(self, image: np.ndarray, boxes: Sequence[np.ndarray],
+              points5: np.ndarray | None = None) -> list[FaceEstimate]:
         boxes_np = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        return self._run(image, boxes_np, self.landmarker.refine)
+        if len(boxes_np) == 0:
+            return []
+        rolls = np.zeros(len(boxes_np))
+        if points5 is not None and self._rolls:
+            rolls = np.array([roll_from_points5(p) for p in np.asarray(points5, dtype=np.float64).reshape(-1, 5, 2)])
+        with torch.inference_mode():
+            for k in range(self.landmarker.refine):
+                if k == 0:
+                    points, _ = self._orient(image, boxes_np, rolls)
+                else:
+                    points, _ = self.landmarker.predict_boxes(image, boxes_np, rolls)
+                boxes_np, rolls = self._recrop(points)
+        return self._predict(image, boxes_np, rolls, [None] * len(boxes_np))
 
     def step(self, image: np.ndarray, previous: Sequence[FaceEstimate]) -> list[FaceEstimate]:
         if not previous:
             return []
-        boxes = np.stack([self.crop_smoothing.next_box(p.box, p.extent) for p in previous])
-        return self._run(image, boxes, 0)
+        smoothing = self.crop_smoothing
+        rolls = np.array([smoothing.next_roll(p.roll, self._roll(p.landmarks)) if self._rolls else 0.0
+                          for p in previous])
+        boxes = np.stack([smoothing.next_box(p.box, upright_box(p.landmarks, r)) for p, r in zip(previous, rolls)])
+        return self._predict(image, boxes, rolls, [p.state for p in previous])
 
     def reset(self, estimate: FaceEstimate) -> FaceEstimate:
-        return FaceEstimate(estimate.landmarks, estimate.confidences, estimate.box, None)
+        return FaceEstimate(estimate.landmarks, estimate.confidences, estimate.box, None, estimate.roll)
+
+
+class LandmarkerEngine(CropEngine):
+    """The per-frame engine: a ``Landmarker`` on each frame's crops, no memory."""
+
+    def _predict(self, image: np.ndarray, boxes: np.ndarray, rolls: np.ndarray,
+                 states: Sequence[Any]) -> list[FaceEstimate]:
+        if len(boxes) == 0:
+            return []
+        with torch.inference_mode():
+            points, conf = self.landmarker.predict_boxes(image, boxes, rolls)
+        return [FaceEstimate(p, c, b.copy(), None, float(r)) for p, c, b, r in zip(points, conf, boxes, rolls)]
+
+
+class TemporalEngine(CropEngine):
+    """Runs ``model.step`` on every tracked face with that face's state.
+
+    The model needs ``init_state(batch)``, ``step(images, state) -> (outputs, state)`` and ``decode(outputs)``
+    (a ``TemporalLandmarkModel``); each face's ``FaceEstimate.state`` holds its ``TemporalState`` (O(W) tensors),
+    all faces of a frame run as one batch, and a face started or re-initialised from a detector box starts with an
+    empty history. Predictions, less the card's calibration offsets, map back through the inverse crop.
+    """
+
+    def __init__(self, landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None,
+                 orientation_check: float = ORIENTATION_CHECK) -> None:
+        model = landmarker.model
+        if not all(callable(getattr(model, name, None)) for name in ("init_state", "step", "decode")):
+            raise TypeError(f"{type(model).__name__} is not a temporal model (needs init_state, step and decode)")
+        super().__init__(landmarker, crop_smoothing, orientation_check)
+        self.model: Any = model
+
+    def _predict(self, image: np.ndarray, boxes: np.ndarray, rolls: np.ndarray,
+                 states: Sequence[Any]) -> list[FaceEstimate]:
+        if len(boxes) == 0:
+            return []
+        tensor, matrices = self.landmarker.crops(image, boxes, rolls)
+        fresh = [s if s is not None else self.model.init_state(1) for s in states]
+        state = TemporalState.cat([s.to(tensor.device) for s in fresh])
+        with torch.inference_mode():
+            outputs, state = self.model.step(tensor, state)
+            coords, conf = self.model.decode(outputs)
+        points = self.landmarker.to_image(self.landmarker.calibrated(coords), matrices)
+        conf_np = conf.cpu().numpy().astype(np.float64)
+        return [FaceEstimate(p, c, b.copy(), s, float(r))
+                for p, c, b, s, r in zip(points, conf_np, boxes, state.split(), rolls)]
+
+
+def engine_for(landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None) -> LandmarkEngine:
+    """The engine a model needs: ``TemporalEngine`` for temporal models, ``LandmarkerEngine`` for the rest."""
+    if isinstance(landmarker.model, TemporalLandmarkModel):
+        if landmarker.flip:
+            raise ModelError(f"{landmarker.name} is a temporal model: test-time flip is for per-frame models "
+                             "(a mirrored crop would need its own recurrent state)")
+        return TemporalEngine(landmarker, crop_smoothing)
+    return LandmarkerEngine(landmarker, crop_smoothing)

@@ -154,21 +154,26 @@ class FaceTracker:
         cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
         return _side(box) >= 0.5 * self.config.min_face and 0 <= cx < width and 0 <= cy < height
 
-    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Usable detections: boxes (K, 4), scores (K,) and the detector's five points (K, 5, 2) or None."""
         found = self.detector.detect(image)
         boxes = np.asarray(found.boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(found.scores, dtype=np.float64).reshape(-1)
         if len(scores) != len(boxes):
             scores = np.ones(len(boxes))
+        points5 = getattr(found, "points5", None)
+        if points5 is not None:
+            points5 = np.asarray(points5, dtype=np.float64).reshape(-1, 5, 2)
+            points5 = points5 if len(points5) == len(boxes) else None
         self.stats.detector_runs += 1
-        ok = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes, scores = boxes[ok], scores[ok]
         sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        tiny = sides < self.config.min_face
+        ok = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        tiny = ok & (sides < self.config.min_face)
         if tiny.any():
             self.stats.tiny_faces_skipped += int(tiny.sum())
             logger.info("skipping %d face(s) smaller than %g px", int(tiny.sum()), self.config.min_face)
-        return boxes[~tiny], scores[~tiny]
+        keep = ok & ~tiny
+        return boxes[keep], scores[keep], None if points5 is None else points5[keep]
 
     def _on_tracked_face(self, boxes: np.ndarray, tracked: list[_Track]) -> np.ndarray:
         """Which detections are faces already tracked (overlap, or centre inside a tracked face's box)."""
@@ -227,10 +232,11 @@ class FaceTracker:
             cfg.max_faces == 0 or len(kept) < cfg.max_faces)
         detect_time = 0.0
         if frame == 0 or not kept or self.identities.waiting() > 0 or periodic:
-            boxes, det_scores = self._detect(image)
+            boxes, det_scores, points5 = self._detect(image)
             detect_time = time.perf_counter() - t1
             free = ~self._on_tracked_face(boxes, kept)
             boxes, det_scores = boxes[free], det_scores[free]
+            points5 = None if points5 is None else points5[free]
             reclaimed = self.identities.reclaim(boxes)  # detection index -> waiting track id
             room = (len(boxes) if cfg.max_faces == 0  # 0 = all; waiting includes the reclaimed
                     else cfg.max_faces - len(kept) - self.identities.waiting())
@@ -239,7 +245,8 @@ class FaceTracker:
             others.sort(key=lambda j: -(area[j] * max(det_scores[j], 1e-6)))
             chosen = list(reclaimed) + others[:max(room, 0)]
             if chosen:
-                kept += self._start(image, boxes[chosen], [reclaimed.get(j) for j in chosen], frame)
+                kept += self._start(image, boxes[chosen], None if points5 is None else points5[chosen],
+                                    [reclaimed.get(j) for j in chosen], frame)
         t2 = time.perf_counter()
 
         self.tracks = sorted(kept, key=lambda t: t.track_id)
@@ -250,8 +257,9 @@ class FaceTracker:
         self.timings = {"detection": 1000.0 * detect_time, "landmarks": 1000.0 * ((t2 - t0) - detect_time)}
         return faces
 
-    def _start(self, image: np.ndarray, boxes: np.ndarray, old_ids: list[int | None], frame: int) -> list[_Track]:
-        estimates = self.engine.start(image, list(boxes))
+    def _start(self, image: np.ndarray, boxes: np.ndarray, points5: np.ndarray | None, old_ids: list[int | None],
+               frame: int) -> list[_Track]:
+        estimates = self.engine.start(image, list(boxes), points5)
         scores = self._validate(image, estimates)
         height, width = image.shape[:2]
         started: list[_Track] = []

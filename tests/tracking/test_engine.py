@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from facetrack.data.transforms import face_roll, upright_box
+from facetrack.schemes import get_scheme
 from facetrack.tracking.engine import FaceEstimate
 
 
@@ -17,8 +19,10 @@ def test_start_refines_detector_box_and_step_follows(fakes):
     moved = fakes.draw_frame((300, 200), [(108, 94, 30)])
     (nxt,) = engine.step(moved, [est])
     np.testing.assert_allclose(nxt.extent, fakes.blob_box(108, 94, 30), atol=1.5)
-    # the crop came from the previous landmarks, through the crop smoothing
-    np.testing.assert_allclose(nxt.box, engine.crop_smoothing.next_box(est.box, est.extent))
+    # the crop came from the previous landmarks, turned by their roll, through the crop smoothing
+    roll = engine.crop_smoothing.next_roll(est.roll, face_roll(est.landmarks, get_scheme("ibug68")))
+    assert nxt.roll == roll
+    np.testing.assert_allclose(nxt.box, engine.crop_smoothing.next_box(est.box, upright_box(est.landmarks, roll)))
     assert engine.step(moved, []) == [] and engine.start(moved, np.zeros((0, 4))) == []
 
 

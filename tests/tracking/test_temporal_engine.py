@@ -13,7 +13,7 @@ from facetrack.models.base import LandmarkModel
 from facetrack.models.temporal import TemporalState
 from facetrack.tracking.engine import LandmarkerEngine
 from facetrack.tracking.pipeline import FaceTracker, TrackerConfig
-from facetrack.tracking.temporal_engine import TemporalEngine, engine_for
+from facetrack.tracking.engine import TemporalEngine, engine_for
 
 SIZE = (320, 200)
 ENCODER = {"arch": "aohr", "num_points": 7, "scheme": "common7", "input_size": 32, "ratio": 0.75,
