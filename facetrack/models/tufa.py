@@ -306,6 +306,26 @@ def plane_shape(shape: np.ndarray, reference: np.ndarray | None = None,
     return np.hstack([shape, np.ones((len(shape), 1))]) @ matrix
 
 
+def query_points(landmarker: Any, image: np.ndarray, boxes: np.ndarray,
+                 plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-shot in a full image: any plane points (Q, 2) for K face boxes -> (K, Q, 2) image pixels, (K, Q).
+
+    ``landmarker``: a ``facetrack.landmarker.Landmarker`` of a TUFA model. The face is first located with the
+    model's own scheme (one pass on ``boxes``), then cropped around those landmarks as in training, and the plane
+    points are asked on that crop. Plane points: ``model.anchors(name)`` rows, or ``plane_from_mean_face`` of
+    positions placed on ``mean_face_image``.
+    """
+    from facetrack.data.transforms import box_from_landmarks
+
+    model = landmarker.model
+    if not isinstance(model, TUFA):
+        raise TypeError(f"zero-shot points need a TUFA model, got {type(model).__name__}")
+    first, _ = landmarker.predict_boxes(image, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    crops, matrices = landmarker.crops(image, [box_from_landmarks(p) for p in first])
+    coords, conf = model.predict_points(crops, plane)
+    return landmarker.to_image(coords, matrices), conf.cpu().numpy().astype(np.float64)
+
+
 @register_model("tufa")
 def build_tufa(**config: Any) -> TUFA:
     return TUFA(**config)

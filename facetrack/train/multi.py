@@ -42,7 +42,9 @@ EXTRA_DATASETS = ("ideask21", "mtfl5", "ytf68")
 class MixSection:
     """Which extra datasets fill the batches next to ``data`` (the primary dataset) and how."""
 
-    extra: dict[str, Any] = field(default_factory=dict)  # name -> {root: PATH, weight: float (default 1)}
+    # name -> {root: PATH, weight: float (default 1), split (default train), faces: N (few-shot: N random faces,
+    # seed: S)}
+    extra: dict[str, Any] = field(default_factory=dict)
     primary_fraction: float = 0.5   # share of each epoch's faces drawn from the primary dataset
     epoch_faces: int = 0            # faces per epoch; 0: the primary training set's size
     supervise: Literal["exact", "single"] = "exact"  # which correspondences carry a loss (fixed-scheme models)
@@ -195,13 +197,19 @@ def extra_sources(mix: MixSection, source: str | Path) -> list[tuple[Source, flo
     for name, spec in mix.extra.items():
         if not isinstance(spec, dict) or not spec.get("root"):
             raise DataError(source, f"mix.extra.{name} needs a mapping with a 'root' (e.g. root: ../shared/data/{name})")
-        unknown = set(spec) - {"root", "weight", "split"}
+        unknown = set(spec) - {"root", "weight", "split", "faces", "seed"}
         if unknown:
-            raise DataError(source, f"mix.extra.{name}: unknown keys {sorted(unknown)} (known: root, weight, split)")
+            raise DataError(source, f"mix.extra.{name}: unknown keys {sorted(unknown)} (known: root, weight, split, "
+                                    "faces, seed)")
         weight = float(spec.get("weight", 1.0))
         if weight <= 0:
             raise DataError(source, f"mix.extra.{name}.weight must be > 0")
-        out.append((load_source(name, spec["root"], str(spec.get("split", "train"))), weight))
+        loaded = load_source(name, spec["root"], str(spec.get("split", "train")))
+        faces = int(spec.get("faces", 0))  # few-shot: only this many faces (a seeded random choice)
+        if faces > 0:
+            chosen = np.random.default_rng(int(spec.get("seed", 0))).permutation(len(loaded.samples))[:faces]
+            loaded.samples = [loaded.samples[i] for i in sorted(chosen)]
+        out.append((loaded, weight))
     if not out:
         raise DataError(source, "mix.extra names no dataset")
     return out

@@ -119,3 +119,17 @@ def test_landmarker_runs_tufa(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)
     points, conf = landmarker.predict_boxes(image, np.array([[10.0, 10.0, 60.0, 60.0]]))
     assert points.shape == (1, 68, 2) and conf.shape == (1, 68) and np.isfinite(points).all()
+
+
+def test_query_points_in_a_full_image(tmp_path):
+    from facetrack.landmarker import Landmarker
+    from facetrack.models.tufa import query_points
+
+    model = tiny()
+    save_model(model, tmp_path / "t", {"name": "t"})
+    landmarker = Landmarker(tmp_path / "t.safetensors", runtime="torch", refine=0)
+    image = np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    boxes = np.array([[10.0, 10.0, 60.0, 60.0], [5.0, 5.0, 40.0, 40.0]])
+    anchors = landmarker.model.anchors().detach().numpy()
+    points, conf = query_points(landmarker, image, boxes, anchors[:3])
+    assert points.shape == (2, 3, 2) and conf.shape == (2, 3) and np.isfinite(points).all()
