@@ -8,7 +8,7 @@ import sys
 
 from facetrack.errors import FacetrackError
 
-COMMANDS = ("detect", "track", "demo", "train", "evaluate", "export", "calibrate")
+COMMANDS = ("detect", "track", "demo", "models", "train", "evaluate", "export", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +17,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"facetrack.commands.{name}").register(sub)
+    for command in sub.choices.values():
+        plain_text(command)
     return parser
+
+
+def plain_text(parser: argparse.ArgumentParser) -> None:
+    """Help as plain text: the commands' docstrings are also read as reST (``literal`` markup), --help is not."""
+    parser.description = _plain(parser.description)
+    for action in parser._actions:
+        action.help = _plain(action.help)
+
+
+def _plain(text: str | None) -> str | None:
+    return text if text is None else text.replace("``", "")
 
 
 def main(argv: list[str] | None = None) -> int:

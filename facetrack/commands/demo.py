@@ -1,7 +1,8 @@
 """``facetrack demo``: the main job on an embedded default, with no input and no download.
 
-A virtual camera moves over scikit-image's public-domain ``astronaut`` photograph (rotation, zoom, pan, an
-occluder, blur, lighting changes); the default detector and landmark model track the face through the clip,
+A virtual camera moves over the public-domain astronaut photograph (NASA; scikit-image's "astronaut",
+shipped in the package) with rotation, zoom, pan, an
+occluder, blur and lighting changes; the default detector and landmark model track the face through the clip,
 and the usual ``track`` outputs (landmarks.csv, summary.json, overlay.mp4) are written. The still has no
 annotation, so the clip's ground truth is the default model's own landmarks on the still, carried through
 the exact camera motion: the printed error measures how well tracking holds those landmarks under motion,
@@ -12,13 +13,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facetrack.commands import DEFAULT_DETECTOR_HELP, DEFAULT_TRACKER
+
+STILL = Path(__file__).resolve().parents[1] / "assets" / "astronaut.png"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="track a built-in clip (no input, no download) and write the outputs",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("facetrack_demo"), help="output folder (default: facetrack_demo)")
-    p.add_argument("--model", default=None, help="landmark model name or weights path (default: the packaged default)")
-    p.add_argument("--detector", default=None, help="face detector name (default: the packaged default)")
+    p.add_argument("--model", default=None,
+                   help=f"landmark model: a packaged name (facetrack models) or a weights path (default: {DEFAULT_TRACKER})")
+    p.add_argument("--detector", default=None, help=f"face detector name ({DEFAULT_DETECTOR_HELP})")
     p.add_argument("--frames", type=int, default=120, help="clip length in frames (default 120, 4 s at 30 fps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the camera path and effects")
     p.add_argument("--no-render", action="store_true", help="skip overlay.mp4")
@@ -29,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from facetrack.api import Detector, Tracker
+    from facetrack.data.sample import read_image
     from facetrack.data.synthetic import PseudoVideoConfig, astronaut_still, demo_clip, write_clip
     from facetrack.errors import FacetrackError
     from facetrack.io.results import read_landmarks_csv
@@ -39,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 2:
         raise FacetrackError("--frames must be at least 2")
     out: Path = args.out
-    still = astronaut_still()
+    still = read_image(STILL) if STILL.is_file() else astronaut_still()  # the same pixels
     faces = Detector(model=args.model, detector=args.detector)(still)
     if not faces:
         raise FacetrackError("the default detector found no face on the demo still (the installation looks broken)")

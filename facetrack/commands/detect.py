@@ -85,13 +85,15 @@ def run(args: argparse.Namespace) -> int:
     images = collect_images(args.inputs, args.recursive)
     if not images:
         raise FacetrackError("no images found in the inputs")
+    if args.max_faces < 0:
+        raise FacetrackError("--max-faces must be >= 0 (0 = all faces)")
     check_writable(args.out)  # before the work, not after it
     given_boxes = read_boxes(args.boxes) if args.boxes else None
     # with --boxes no face detection runs (the detector is built on first use only)
     finder = Detector(model=args.model, detector=args.detector, max_faces=args.max_faces, refine=args.refine,
                       runtime=args.runtime, flip=args.flip, calibrate=not args.no_calibration)
     engine = finder.engine
-    edges = _edges(str(engine.scheme)) if args.render else ()
+    rendered = RenderNames(args.render) if args.render else None
     writer = PredictionWriter(args.out, str(getattr(engine, "name", "")), str(engine.scheme))
     missing: list[str] = []
     n_faces = 0
@@ -119,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
                 for f in faces
             ], orientation=orientation))
             n_faces += len(faces)
-            if args.render:
-                _render(image, faces, edges, args.render, path)
+            if rendered is not None:
+                rendered.write(path, image, faces)
         except (FacetrackError, ValueError, OSError) as exc:
             writer.fail(path, str(exc))
             print(f"skipped {path}: {exc}", file=sys.stderr)
@@ -134,27 +136,26 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _edges(scheme: str) -> tuple[tuple[int, int], ...]:
-    from facetrack.schemes import get_scheme
+class RenderNames:
+    """``detect --render DIR``: each image drawn (``facetrack.draw``) as DIR/<input name>.jpg, a number added
+    when names repeat (the same name in two input folders)."""
 
-    try:
-        return tuple(get_scheme(scheme).edges)
-    except KeyError:
-        return ()
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.used: set[str] = set()
+        folder.mkdir(parents=True, exist_ok=True)
 
+    def write(self, path: str, image: object, faces: object) -> Path:
+        import cv2
 
-def _render(image, faces, edges, folder: Path, path: str) -> None:  # type: ignore[no-untyped-def]
-    """``--render DIR``: the image with its faces drawn, as DIR/<input name>.jpg."""
-    import cv2
+        from facetrack.drawing import draw
 
-    from facetrack.landmarker import draw_landmarks
-
-    out = image
-    for face in faces:
-        out = draw_landmarks(out, face.landmarks, edges, (0, 255, 0))
-        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
-        cv2.rectangle(out, (x0, y0), (x1, y1), (0, 255, 0), 1, cv2.LINE_AA)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / (Path(path).stem + ".jpg")
-    if not cv2.imwrite(str(target), out):
-        raise OSError(f"cannot write {target}")
+        stem, k = Path(path).stem, 2
+        name = stem
+        while name in self.used:
+            name, k = f"{stem}_{k}", k + 1
+        self.used.add(name)
+        target = self.folder / f"{name}.jpg"
+        if not cv2.imwrite(str(target), draw(image, faces), [cv2.IMWRITE_JPEG_QUALITY, 92]):
+            raise OSError(f"cannot write {target}")
+        return target

@@ -1,12 +1,16 @@
-"""``facetrack track SOURCE... [--out DIR] [--model NAME|PATH] [--detector NAME] [--render] [--max-faces K]
-[--detect-every N] [--format csv,jsonl,npz,pts] [--smooth aligned|one-euro|none]``.
+"""facetrack track SOURCE... [--out DIR|-] [--model NAME|PATH] [--detector NAME] [--render] [--max-faces K]
+[--detect-every N] [--format csv,jsonl,npz,pts] [--smooth aligned|one-euro|none]
+
+Landmarks of every face on every frame. --out - streams one JSON line per frame to standard output
+({"source", "frame", "time_s", "faces": [{"track_id", "box", "score", "landmarks", "confidences"}]}) and
+writes no files.
 
 SOURCE: a video file, a folder of frames, a folder of videos, or a camera index. One source writes into DIR;
 several sources (or a folder of videos) write one folder per video under DIR. Each folder's summary.json
 records what made it (the source's path, size, time and content hash, the model, detector, formats and
 options): a folder made by exactly this run and finished is skipped, one interrupted is resumed from its last
 checkpoint (tracks restart there with a fresh detection), and one made by anything else is refused, never
-overwritten (``--force`` starts over). A failing or refused video is reported and the others go on; the exit
+overwritten (--force starts over). A failing or refused video is reported and the others go on; the exit
 code is 1 when any failed. A camera shows a
 live window when a display exists (never with opencv-python-headless). Ctrl-C keeps what was written and
 marks the summary as stopped early.
@@ -17,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from facetrack.commands import RUNTIMES
+from facetrack.commands import DEFAULT_DETECTOR_HELP, DEFAULT_TRACKER, RUNTIMES
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 
@@ -26,13 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("track", help="landmarks of every face on every frame of videos or a camera",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, frame folder, folder of videos, camera index")
-    p.add_argument("--out", type=Path, default=Path("facetrack_out"), help="output folder (default: facetrack_out)")
-    p.add_argument("--model", default=None, help="landmark weights name or path (default: the packaged default)")
-    p.add_argument("--detector", default=None, help="face detector name (default: the packaged default)")
+    p.add_argument("--out", type=Path, default=Path("facetrack_out"),
+                   help="output folder (default: facetrack_out); - streams JSON lines to standard output")
+    p.add_argument("--model", default=None,
+                   help=f"landmark model: a packaged name (facetrack models) or a weights path (default: {DEFAULT_TRACKER})")
+    p.add_argument("--detector", default=None, help=f"face detector name ({DEFAULT_DETECTOR_HELP})")
     p.add_argument("--validator", default="default",
                    help="face validator weights path, 'default' (packaged) or 'none' (landmark confidences only)")
     p.add_argument("--render", action="store_true", help="also write overlay.mp4 with the landmarks drawn")
-    p.add_argument("--max-faces", type=int, default=1, help="track at most K faces (default 1)")
+    p.add_argument("--max-faces", type=int, default=0, help="track at most K faces (default 0: every face)")
     p.add_argument("--detect-every", type=int, default=0,
                    help="also run the detector every N frames to pick up new faces (0 = only when needed)")
     p.add_argument("--format", default="csv", help="comma-separated extras: jsonl, npz, pts (csv is always written)")
@@ -96,14 +102,16 @@ def run(args: argparse.Namespace) -> int:
         formats = parse_formats(args.format)
     except ValueError as exc:
         raise FacetrackError(str(exc)) from None
-    if args.max_faces < 1 or args.detect_every < 0:
-        raise FacetrackError("--max-faces must be >= 1 and --detect-every >= 0")
+    if args.max_faces < 0 or args.detect_every < 0:
+        raise FacetrackError("--max-faces must be >= 0 (0 = every face) and --detect-every >= 0")
     sources, batch = expand_sources(args.sources)
     folders = output_folders(sources, args.out, batch)
     validator = None if args.validator.lower() == "none" else args.validator
     tracker = Tracker(model=args.model, detector=args.detector, detect_every=args.detect_every,
                       max_faces=args.max_faces, smoothing=None if args.smooth == "none" else args.smooth,
                       validator=validator, refine=args.refine, runtime=args.runtime)
+    if str(args.out) == "-":
+        return stream_json(tracker, sources)
     failed: list[tuple[str, str]] = []
     done = skipped = 0
     for src, folder in zip(sources, folders):
@@ -145,8 +153,24 @@ def run(args: argparse.Namespace) -> int:
         resumed = f", resumed at frame {summary['resumed_from']}" if summary.get("resumed_from") else ""
         print(f"{src} -> {folder}: {summary['frames_read']} frames, {summary['frames_with_face']} with a face, "
               f"{summary['tracks']} track(s), {fps} fps ({total} ms/frame){resumed}{bad}{note}")
-    if len(sources) > 1:
+    if len(sources) > 1:  # a batch recalls its failures at the end; a single one was just printed
         print(f"{done} tracked, {skipped} skipped (complete), {len(failed)} failed")
-    for src, message in failed:
-        print(f"  failed: {src}: {message}", file=sys.stderr)
+        for src, message in failed:
+            print(f"  failed: {src}: {message}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def stream_json(tracker: object, sources: list[str]) -> int:
+    """``--out -``: one JSON line per frame on standard output, flushed as frames are processed."""
+    import json
+
+    from facetrack.io.track_output import _face_json
+
+    for src in sources:
+        is_camera = src.isdigit() and not Path(src).exists()
+        for result in tracker.track(int(src) if is_camera else src):
+            line = {"source": src, "frame": result.index, "time_s": round(result.time_s, 6),
+                    "faces": [_face_json(face) for face in result.faces]}
+            sys.stdout.write(json.dumps(line, allow_nan=False) + "\n")
+            sys.stdout.flush()
+    return 0

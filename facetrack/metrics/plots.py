@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from facetrack.io.results import readable_by_all
 from facetrack.metrics.auc import auc_fr, ced
 
 
@@ -55,6 +56,7 @@ def plot_ced(
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
         os.close(fd)
+        readable_by_all(tmp)
         try:
             fig.savefig(tmp, format="png")
             os.replace(tmp, path)

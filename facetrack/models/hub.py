@@ -75,8 +75,11 @@ def locate_card(name_or_path: str | Path) -> Path:
         )
     card = WEIGHTS_DIR / f"{name_or_path}.json"
     if not card.exists():
-        known = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
-        raise ModelError(f"no packaged weights named {str(name_or_path)!r}; available: {', '.join(known) or 'none'}")
+        from facetrack.packaged import landmark_model_names
+
+        known = landmark_model_names(WEIGHTS_DIR)  # not the detectors and the validator that share the folder
+        raise ModelError(f"no packaged landmark model named {str(name_or_path)!r}; available: "
+                         f"{', '.join(known) or 'none'} (facetrack models lists them)")
     return card
 
 
