@@ -4,7 +4,7 @@ Each row (BL, BL+TE^-a, BL+TE^-r, BL+TE^-c, BL+TE, BL+IR, BL+IT, BL+IR+IT, BL+TE
 BL+TE+IR and BL+TE+IT) is the ``1dformer-lite-128`` preset with that row's switches, trained with a *frozen*
 per-frame encoder (``--encoder``) on cached features of training-identity pseudo-videos, then tracked
 closed-loop on held-out pseudo-videos of identities never used in training and scored with the code of
-``facetrack evaluate --video`` (see ``facetrack/train/temporal_bench.py``). Results are written after every
+``facetrack evaluate --video`` (see ``benchmarks/temporal_bench.py``). Results are written after every
 row and a re-run skips finished rows (and resumes an unfinished row's training).
 
     python benchmarks/ablation.py --encoder runs/aohr_lite_shared300w_128/best.safetensors --smoke   # ~1-2 min
@@ -23,7 +23,7 @@ TABLE1_ROWS = ("BL", "BL+TE^-a", "BL+TE^-r", "BL+TE^-c", "BL+TE", "BL+IR", "BL+I
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facetrack.train.temporal_bench import add_arguments, run_study, settings_from_args
+    from temporal_bench import add_arguments, run_study, settings_from_args
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser, work="runs/ablation")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facetrack.train.temporal_bench import add_arguments, run_study, settings_from_args
+    from temporal_bench import add_arguments, run_study, settings_from_args
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser, work="runs/aohr_tracker")

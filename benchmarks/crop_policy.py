@@ -72,7 +72,7 @@ def plot_filters(results: dict[str, Any], clips: Path, work: Path, path: Path, p
     import matplotlib.pyplot as plt
 
     from facetrack.io.results import read_landmarks_csv
-    from facetrack.video_evaluation import load_pseudo_truth
+    from facetrack.evaluation import load_pseudo_truth
 
     rows = [r for r in results.values() if "filter" in r]
     first = next((r["model"] for r in rows if sum(x["model"] == r["model"] for x in rows) > 1), None)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from facetrack.models.hub import load_model
-    from facetrack.train.temporal_bench import StudySettings, score_heldout, write_heldout_clips
+    from temporal_bench import StudySettings, score_heldout, write_heldout_clips
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["aohr-68", "1dformer-68"], help="names or weight files")

@@ -8,7 +8,7 @@ evaluation code path of ``facetrack evaluate`` scores them all:
   FR@0.08, misses, one CED plot; with each method's own face detector, and with boxes derived from the ground
   truth where the method takes boxes (facetrack: the landmark extent, its ``--boxes`` protocol; dlib: the same
   box moved to where its HOG detector puts faces, a relation fitted on *training* faces; MediaPipe takes none);
-- videos with ground truth: held-out pseudo-videos (``val`` identities, ``facetrack.train.temporal_bench``),
+- videos with ground truth: held-out pseudo-videos (``val`` identities, ``benchmarks/temporal_bench.py``),
   each method tracking end to end with its own detector: NRMSE, FHR stability terms, NMJ, frames lost;
 - real videos without ground truth (``../shared/data/videos``): frames with a face, a jitter proxy on still
   segments, end-to-end fps and ms per frame, and timing ratios against dlib measured in the same run.
@@ -264,9 +264,9 @@ def stills(method: Method, stage: str, samples: list[Any], root: Path, work: Pat
 
 
 def pseudo_videos(method: Method, clips: Path, work: Path, store: Store) -> dict[str, Any]:
-    """Track every held-out pseudo-video end to end (own detector), score with facetrack.video_evaluation."""
+    """Track every held-out pseudo-video end to end (own detector), score with facetrack.evaluation."""
     from facetrack.tracking.session import is_complete
-    from facetrack.video_evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
+    from facetrack.evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
 
     done = store.get(method, "pseudo")
     if done is not None:
@@ -432,7 +432,7 @@ def write_report(results: dict[str, dict[str, Any]], order: list[str], out: Path
         plot_ced(curves, png, THRESHOLD, title="shared 300-W val: CED, inter-ocular NME")
         lines += ["", f"CED plot: [{png.name}]({png.name})"]
     lines += ["", "## Videos with ground truth: held-out pseudo-videos", "",
-              f"{args.clips} clips x {args.frames} frames of `val` identities (facetrack.train.temporal_bench), "
+              f"{args.clips} clips x {args.frames} frames of `val` identities (benchmarks/temporal_bench.py), "
               "each method tracking end to end with its own detector and at most one face. N = NRMSE % (per "
               "video, then over videos); e1 delay (frames), e3/e4 FHR jitter (% of face size), NMJ (LDEQ); the "
               "GT's own e3 is the floor.", "",
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {stage}: NME {100 * r['nme']:.2f}%  AUC {100 * r['auc']:.2f}  FR {100 * r['fr']:.2f}%  "
                           f"misses {r['misses']}  {r['ms_per_image']:.1f} ms/img")
         if "pseudo" in stages:
-            from facetrack.train.temporal_bench import StudySettings, write_heldout_clips
+            from temporal_bench import StudySettings, write_heldout_clips
 
             clips = write_heldout_clips(StudySettings(encoder="", root=str(root300w), cache=str(args.work),
                                                       test_clips=args.clips, test_frames=args.frames))

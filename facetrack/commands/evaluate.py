@@ -9,12 +9,32 @@ from __future__ import annotations
 import argparse
 import sys
 
-NORMS = ("ocular", "pupil", "bbox", "diagonal", "max_side", "height")
-DATASETS = ("300w", "shared300w", "wflw", "cofw", "aflw")
-VIDEO_DATASETS = ("300vw", "tf", "pseudo")
+from facetrack.data.catalog import get_dataset, list_datasets
+from facetrack.metrics.nme import NORMALISERS as NORMS
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``DATASETS`` / ``VIDEO_DATASETS``: the catalogue's image datasets and scored video datasets."""
+    if name == "DATASETS":
+        return tuple(list_datasets("image"))
+    if name == "VIDEO_DATASETS":
+        return tuple(list_datasets("video", video_truth=True))
+    raise AttributeError(name)
+
+
+def _split_help() -> str:
+    parts = []
+    for name in list_datasets("image") + list_datasets("video", video_truth=True):
+        spec = get_dataset(name)
+        if spec.splits:
+            extra = "|SPLIT.json" if spec.held_out is not None else ""
+            parts.append(f"{name}: {'|'.join(spec.splits)}{extra} (default {spec.default_split})")
+    return "; ".join(parts) + "; video splits: comma-separated columns"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    DATASETS = tuple(list_datasets("image"))
+    VIDEO_DATASETS = tuple(list_datasets("video", video_truth=True))
     p = subparsers.add_parser(
         "evaluate",
         help="score a prediction file against a dataset's landmarks",
@@ -25,9 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="prediction file (optional with --boxes-out); with --video: tracking output folders, "
                         "each [NAME=]DIR holding DIR/<video>/landmarks.csv or DIR/<video>/[annot/]*.pts")
     p.add_argument("--dataset", required=True, choices=DATASETS + VIDEO_DATASETS,
-                   help="image datasets score PRED.json; 300vw, tf and pseudo need --video")
+                   help=f"image datasets score PRED.json; {', '.join(VIDEO_DATASETS)} need --video")
     p.add_argument("--root", required=True, help="dataset folder (COFW: the folder or the .mat file)")
-    p.add_argument("--split", help="300w: common|challenge|full|train; shared300w: val (default)|train|all|SPLIT.json; wflw: test|train; 300vw (--video): S1,S2,S3 (comma-separated); default per dataset")
+    p.add_argument("--split", help=_split_help())
     p.add_argument("--norm", action="append", choices=NORMS,
                    help="normaliser (repeat for several; default per dataset, e.g. ocular for 300W)")
     p.add_argument("--threshold", type=float, help="AUC/FR threshold as a fraction (default per dataset, 300W 0.08)")
@@ -52,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.video or args.dataset in VIDEO_DATASETS:
+    if args.video or get_dataset(args.dataset).kind == "video":
         return run_video(args)
     if len(args.pred) > 1:
         print("facetrack evaluate: error: give one PRED.json (several outputs need --video)", file=sys.stderr)
@@ -113,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 def run_video(args: argparse.Namespace) -> int:
     """``--video``: tracking output folders against video ground truth, in 1DFormer's Table 2 layout."""
     from facetrack.io.results import write_json
-    from facetrack.video_evaluation import (
+    from facetrack.evaluation import (
         VideoSettings,
         evaluate_videos,
         format_video_table,
@@ -123,8 +143,9 @@ def run_video(args: argparse.Namespace) -> int:
         read_video_result,
     )
 
-    if args.dataset not in VIDEO_DATASETS:
-        print(f"facetrack evaluate: error: --video needs --dataset {'|'.join(VIDEO_DATASETS)}", file=sys.stderr)
+    video_datasets = list_datasets("video", video_truth=True)
+    if args.dataset not in video_datasets:
+        print(f"facetrack evaluate: error: --video needs --dataset {'|'.join(video_datasets)}", file=sys.stderr)
         return 2
     if not args.video:
         print(f"facetrack evaluate: error: --dataset {args.dataset} scores tracking output: add --video",
@@ -142,10 +163,9 @@ def run_video(args: argparse.Namespace) -> int:
             print(f"facetrack evaluate: error: two outputs are named {name!r}; use NAME=DIR", file=sys.stderr)
             return 2
         methods[name] = path
-    splits = [s for s in (args.split or "").split(",") if s] if args.dataset == "300vw" else []
-    settings = VideoSettings(args.dataset, str(args.root), splits or (["S1", "S2", "S3"] if args.dataset == "300vw"
-                                                                      else []),
-                             args.skip_frames, args.stability)
+    spec = get_dataset(args.dataset)  # a video dataset with splits scores one table column per split
+    splits = [s for s in (args.split or spec.default_split).split(",") if s] if spec.splits else []
+    settings = VideoSettings(args.dataset, str(args.root), splits, args.skip_frames, args.stability)
     truth = load_video_truth(args.dataset, args.root, settings.splits, args.skip_frames)
     result = evaluate_videos(methods, truth, settings)
     if args.merge:

@@ -35,6 +35,7 @@ _MODULE_OF: dict[str, str] = {}  # dataset -> the module that registered it (for
 _BUILTIN_MODULES = (
     "facetrack.data.w300", "facetrack.data.wflw", "facetrack.data.cofw", "facetrack.data.aflw",
     "facetrack.data.ideask21", "facetrack.data.mtfl5", "facetrack.data.ytf68",
+    "facetrack.data.w300vw", "facetrack.data.talking_face", "facetrack.data.pseudo",
 )
 
 
@@ -63,7 +64,7 @@ class DatasetSpec:
     description: str
     read: Reader | None = None
     splits: tuple[str, ...] = ()          # the splits ``load`` accepts (besides a split.json path)
-    default_split: str = "test"           # what ``evaluate`` scores without --split
+    default_split: str = "test"           # what ``evaluate`` scores without --split (video: comma-separated columns)
     normalisers: tuple[str, ...] = ("ocular",)  # NME normalisers reported by default, the headline first
     threshold: float = 0.08               # AUC/FR threshold (fraction)
     subsets: Callable[[str, list], dict[str, list]] | None = None
@@ -81,7 +82,7 @@ class DatasetSpec:
             raise ValueError(f"dataset {self.name}: kind must be 'image' or 'video', got {self.kind!r}")
         if self.kind == "image" and self.read is None:
             raise ValueError(f"image dataset {self.name} needs a reader")
-        if self.default_split and self.splits and self.default_split not in self.splits:
+        if self.default_split and self.splits and not set(self.default_split.split(",")) <= set(self.splits):
             raise ValueError(f"dataset {self.name}: default split {self.default_split!r} is not in {self.splits}")
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from facetrack.data.catalog import DatasetSpec, register_dataset
 from facetrack.errors import DataError
 from facetrack.io.pts import read_pts
 
@@ -126,3 +127,19 @@ def load_talking_face(
         landmarks=np.stack([f[2] for f in frames]),
         common7_indices=indices,
     )
+
+
+def _truth_tf(root: str | Path, splits: Sequence[str] = (), skip_frames: object = None) -> dict[str, list]:
+    """The one TF video on its 7 common points; ``facetrack track`` on the frame folder numbers frames by
+    position in name order."""
+    from facetrack.data.video_truth import VideoTruth
+
+    tf = load_talking_face(root)
+    return {"TF": [VideoTruth("tf", "TF", np.arange(len(tf)), [p.stem for p in tf.frame_paths], tf.common7())]}
+
+
+register_dataset(DatasetSpec(
+    name="tf", kind="video", scheme="common7",
+    description="FGNET Talking Face: one 5,000-frame video, scored on the 7 points common with iBUG-68",
+    truth=_truth_tf, subject="one subject", terms="FGNET Talking Face: research use",
+))

@@ -24,10 +24,12 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from facetrack.data.catalog import DatasetSpec, register_dataset
 from facetrack.data.sample import FaceSample, read_image
 from facetrack.errors import DataError
 from facetrack.io.pts import read_pts
@@ -297,3 +299,44 @@ def _load_video(folder: Path, vid: str, skip: frozenset[int], skip_invalid: bool
         frame_files=frame_files,
         skipped_frames=tuple(sorted(n for n in numbered if n in skip)),
     )
+
+
+def _truth_300vw(root: str | Path, splits: Iterable[str] = (), skip_frames: Any = None) -> dict[str, list[Any]]:
+    """Ground-truth videos by table column (default S1, S2, S3), frames numbered as ``facetrack track`` does."""
+    from facetrack.data.video_truth import VideoTruth
+
+    out: dict[str, list[Any]] = {}
+    for split in splits or ("S1", "S2", "S3"):
+        videos = []
+        for seq in load_300vw(root, split, skip_frames=skip_frames):
+            numbers = np.asarray(seq.frame_numbers, dtype=np.int64)
+            videos.append(VideoTruth(seq.video_id, split, numbers - 1, [f"{n:06d}" for n in numbers], seq.landmarks))
+        out[split] = videos
+    return out
+
+
+def _clips_300vw(data: Any, source: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """Clips of the 300VW training videos for fine-tuning; ``data.val_fraction`` of the videos held out."""
+    from facetrack.data.sequences import VideoClipSource
+
+    clips = data.clips
+    videos = load_300vw(data.root, data.split or "train")
+    order = np.random.default_rng(data.seed).permutation(len(videos))
+    n_val = max(1, int(round(data.val_fraction * len(videos)))) if len(videos) > 1 else 0
+    val_videos = [videos[i] for i in sorted(order[:n_val])]
+    train_videos = [videos[i] for i in sorted(order[n_val:])] or videos
+    if not val_videos:
+        raise DataError(data.root, "300VW fine-tuning needs at least two videos (one is held out for validation)")
+    train_source = VideoClipSource(train_videos, clips.num_frames, clips.clips)
+    val_source = VideoClipSource(val_videos, clips.num_frames, clips.val_clips)
+    info = {"train_videos": [v.video_id for v in train_videos], "val_videos": [v.video_id for v in val_videos]}
+    return train_source, val_source, info
+
+
+register_dataset(DatasetSpec(
+    name="300vw", kind="video", scheme="ibug68",
+    description="300VW: 114 videos, test categories S1/S2/S3, 50 training videos",
+    splits=("S1", "S2", "S3", "train", "test", "all"), default_split="S1,S2,S3",  # one table column each
+    truth=_truth_300vw, clips=_clips_300vw, subject="video",
+    terms="300VW (Shen et al. 2015): research use only",
+))

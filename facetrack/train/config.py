@@ -68,7 +68,7 @@ class AugmentSection:
 class DataSection:
     """Where the faces come from and how they are cropped."""
 
-    dataset: str = "shared300w"    # 300w | shared300w | wflw | cofw
+    dataset: str = "shared300w"    # a catalogued dataset (facetrack.data.catalog): 300w | shared300w | wflw | ...
     root: str = ""
     split: str = "train"
     val_split: str | None = None   # a reader split used for validation; None: hold out by subject
@@ -184,13 +184,14 @@ def config_from_dict(data: dict[str, Any], source: str | Path = "<dict>") -> Tra
 
 
 def _recipe_class(raw: dict[str, Any]) -> type:
-    """Clip datasets (pseudo-videos, 300VW) train temporal models, whose recipes have a few more keys."""
+    """The config class of a raw recipe, as the recipe kinds of ``facetrack.train.run`` recognise it (clip
+    datasets train temporal models, whose recipes have a few more keys)."""
     from facetrack.train.multi import MultiTrainConfig, is_multi_recipe
-    from facetrack.train.temporal import TemporalTrainConfig, is_temporal_recipe
+    from facetrack.train.run import recipe_class
 
     if is_multi_recipe(raw):  # a ``mix`` section: extra datasets in other schemes (facetrack.train.multi)
         return MultiTrainConfig
-    return TemporalTrainConfig if is_temporal_recipe(raw) else TrainConfig
+    return recipe_class(raw)
 
 
 def _parse_override(path: Path, item: str) -> tuple[str, Any]:

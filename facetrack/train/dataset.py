@@ -26,7 +26,6 @@ from facetrack.train.config import DataSection
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("300w", "shared300w", "wflw", "cofw")
 EncodeTargets = Callable[[np.ndarray, "np.ndarray | None"], dict[str, np.ndarray]]
 
 
@@ -129,44 +128,18 @@ class LandmarkDataset(Dataset):
 # Dataset names -> (train, val) sample lists
 
 def load_samples(data: DataSection, source: str | Path = "<recipe>") -> tuple[list[FaceSample], list[FaceSample] | None]:
-    """The training faces and, when ``data.val_split`` names one, the validation faces of a dataset.
+    """The training faces and, when ``data.val_split`` names one, the validation faces of a catalogued image
+    dataset (``facetrack.data.catalog``): ``data.split`` read as ``catalog.pool`` reads it."""
+    from facetrack.data import catalog
 
-    Readers are imported lazily so that a dataset without a reader only fails when it is used.
-    """
-    if data.dataset not in DATASETS:
-        raise DataError(source, f"unknown data.dataset {data.dataset!r}; known: {', '.join(DATASETS)}")
+    trainable = catalog.list_datasets("image", trainable=True)
+    if data.dataset not in trainable:
+        raise DataError(source, f"unknown data.dataset {data.dataset!r}; known: {', '.join(trainable)}")
     if not data.root:
         raise DataError(source, f"data.root is empty: set it to the {data.dataset} folder (e.g. data.root=PATH)")
-    loader = _reader(data.dataset, source)
-    train = loader(data.root, data.split)
-    val = loader(data.root, data.val_split) if data.val_split else None
+    train = catalog.pool(data.dataset, data.root, data.split)
+    val = catalog.load(data.dataset, data.root, data.val_split) if data.val_split else None
     return train, val
-
-
-def _reader(name: str, source: str | Path) -> Callable[[str, str], list[FaceSample]]:
-    import importlib
-
-    module_name, function = {
-        "300w": ("facetrack.data.w300", "load_300w"),
-        "shared300w": ("facetrack.data.w300", "load_300w"),
-        "wflw": ("facetrack.data.wflw", "load_wflw"),
-        "cofw": ("facetrack.data.cofw", "load_cofw"),
-    }[name]
-    try:
-        module = importlib.import_module(module_name)
-        reader = getattr(module, function)
-    except (ModuleNotFoundError, AttributeError):
-        raise DataError(source, f"dataset {name!r} needs {module_name}.{function}, which this installation "
-                                "lacks") from None
-    if name == "cofw":  # one .mat file per split: root is the folder holding COFW_{split}_color.mat
-        def load_cofw(root: str, split: str) -> list[FaceSample]:
-            path = Path(root)
-            if path.is_dir():
-                path = path / f"COFW_{split}_color.mat"
-            return list(reader(path, split))
-
-        return load_cofw
-    return lambda root, split: list(reader(root, split))
 
 
 def relative_name(sample: FaceSample, root: str | Path) -> str:

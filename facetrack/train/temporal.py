@@ -1,15 +1,19 @@
 """Training temporal models (1DFormer, the AOHR tracker) on clips, with ``facetrack train CONFIG``.
 
-A recipe whose ``data.dataset`` is ``pseudo300w`` or ``300vw`` is a :class:`TemporalTrainConfig`: the usual
+A recipe whose ``data.dataset`` is a clip dataset (``pseudo300w``, ``300vw``) is a :class:`TemporalTrainConfig`: the usual
 sections plus ``model.encoder_weights`` (a trained per-frame AOHR to start from), ``data.confidence_labels``
 (an RLE model giving 1DFormer's confidence pseudo-labels) and ``data.clips`` (clip length, crop policy,
-pseudo-video settings, the optional feature cache). Everything else -- the LightningModule's schedule and
-reductions, safetensors checkpoints, resume, ``metrics.csv`` -- is the per-frame training stack's.
+pseudo-video settings, the optional feature cache). It trains through the same ``facetrack.train.run.train``
+as every recipe (this module registers the ``temporal`` recipe kind); everything else -- the LightningModule's
+schedule and reductions, safetensors checkpoints, resume, ``metrics.csv`` -- is the per-frame training stack's.
+
+Clip datasets are the catalogue's video datasets with a ``clips`` hook (``facetrack.data.catalog``):
 
 - ``pseudo300w``: pseudo-videos made on the fly from the *training* identities of the shared 300-W crops
   (``load_shared300w(root, "train")``; the expression model is fitted on them only); validation on fixed
-  pseudo-videos of the held-out identities (``"val"``), never used for training.
-- ``300vw``: clips of the 300VW training videos (fine-tuning); ``data.val_fraction`` of them held out.
+  pseudo-videos of the held-out identities (``"val"``), never used for training (``facetrack.data.pseudo``).
+- ``300vw``: clips of the 300VW training videos (fine-tuning); ``data.val_fraction`` of them held out
+  (``facetrack.data.w300vw``).
 - Loss (Eq. 7 of 1DFormer): L_h + lambda_c L_c for the first half of the epochs, L_h alone after. L_c needs
   ``data.confidence_labels``; without it L_c is off for the whole run (the card says so), and the confidence
   branches learn only through the attention they gate.
@@ -34,8 +38,6 @@ from pathlib import Path
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-
 from facetrack.errors import DataError
 from facetrack.train.config import DataSection, ModelSection, OptimSection, TrainConfig
 
@@ -43,9 +45,6 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 log = logging.getLogger(__name__)
-
-TEMPORAL_DATASETS = ("pseudo300w", "300vw")
-
 
 # ---------------------------------------------------------------------------------------------- recipe
 
@@ -102,8 +101,10 @@ class TemporalTrainConfig(TrainConfig):
 
 def is_temporal_recipe(raw: dict[str, Any]) -> bool:
     """Whether a raw recipe mapping trains a temporal model (``data.dataset`` is a clip dataset)."""
+    from facetrack.data.catalog import list_datasets
+
     data = raw.get("data")
-    return isinstance(data, dict) and data.get("dataset") in TEMPORAL_DATASETS
+    return isinstance(data, dict) and data.get("dataset") in list_datasets(clips=True)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -150,15 +151,6 @@ def build_temporal_model(section: TemporalModelSection, source: str | Path = "<r
 # ---------------------------------------------------------------------------------------------- data
 
 
-def _video_config(clips: ClipSection, source: str | Path) -> Any:
-    from facetrack.data.synthetic import PseudoVideoConfig
-
-    try:
-        return PseudoVideoConfig(**{**clips.video, "num_frames": clips.num_frames})
-    except (TypeError, ValueError) as exc:
-        raise DataError(source, f"data.clips.video: {exc}") from None
-
-
 def _policy(data: TemporalDataSection, source: str | Path) -> Any:
     from facetrack.data.sequences import TrackerCropPolicy
 
@@ -168,49 +160,16 @@ def _policy(data: TemporalDataSection, source: str | Path) -> Any:
         raise DataError(source, f"data.clips.policy: {exc}") from None
 
 
-def _spread(items: list[Any], count: int) -> list[Any]:
-    """``count`` items spread evenly over the list (all when count <= 0 or >= len)."""
-    if count <= 0 or count >= len(items):
-        return list(items)
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, count).round()]
-
-
 def clip_sources(data: TemporalDataSection, source: str | Path = "<recipe>") -> tuple[Any, Any, dict[str, Any]]:
-    """(train source, validation source, description) of a clip recipe."""
-    from facetrack.data.sequences import PseudoVideoSource, VideoClipSource, fit_training_shape_model
+    """(train source, validation source, description) of a clip recipe: the dataset's ``clips`` hook."""
+    from facetrack.data.catalog import get_dataset, list_datasets
 
-    if data.dataset not in TEMPORAL_DATASETS:
-        raise DataError(source, f"data.dataset {data.dataset!r} is not a clip dataset ({', '.join(TEMPORAL_DATASETS)})")
+    known = list_datasets(clips=True)
+    if data.dataset not in known:
+        raise DataError(source, f"data.dataset {data.dataset!r} is not a clip dataset ({', '.join(known)})")
     if not data.root:
         raise DataError(source, f"data.root is empty: set it to the {data.dataset} folder")
-    clips = data.clips
-    if data.dataset == "pseudo300w":
-        from facetrack.evaluation import load_shared300w
-
-        train = load_shared300w(data.root, "train")
-        val = load_shared300w(data.root, "val")
-        shape_model = fit_training_shape_model(train, clips.shape_modes or None)
-        video = _video_config(clips, source)
-        train_source = PseudoVideoSource(train, clips.num_frames, video, shape_model, clips.clips_per_still)
-        val_source = PseudoVideoSource(_spread(val, clips.val_clips), clips.num_frames, video, shape_model)
-        info = {"train_identities": "load_shared300w(root, 'train')", "train_stills": len(train),
-                "val_identities": "load_shared300w(root, 'val') (held out, never trained on)",
-                "val_clips": len(val_source), "shape_model": f"{shape_model.num_modes} modes, training faces only",
-                "video": dataclasses.asdict(video)}
-        return train_source, val_source, info
-    from facetrack.data.w300vw import load_300vw
-
-    videos = load_300vw(data.root, data.split or "train")
-    order = np.random.default_rng(data.seed).permutation(len(videos))
-    n_val = max(1, int(round(data.val_fraction * len(videos)))) if len(videos) > 1 else 0
-    val_videos = [videos[i] for i in sorted(order[:n_val])]
-    train_videos = [videos[i] for i in sorted(order[n_val:])] or videos
-    if not val_videos:
-        raise DataError(data.root, "300VW fine-tuning needs at least two videos (one is held out for validation)")
-    train_source = VideoClipSource(train_videos, clips.num_frames, clips.clips)
-    val_source = VideoClipSource(val_videos, clips.num_frames, clips.val_clips)
-    info = {"train_videos": [v.video_id for v in train_videos], "val_videos": [v.video_id for v in val_videos]}
-    return train_source, val_source, info
+    return get_dataset(data.dataset).clips(data, source)
 
 
 def build_clip_datasets(config: TemporalTrainConfig, model: Any, rle: Any = None) -> tuple[Any, Any, dict[str, Any]]:
@@ -317,86 +276,6 @@ def jitter_loss(model: Any, outputs: dict[str, Tensor], matrix: Tensor, landmark
     return (d2.pow(2) * usable).sum((-1, -2)).mean()
 
 
-# ---------------------------------------------------------------------------------------------- module
-
-
-def _module_class() -> type:
-    """The LightningModule, built lazily so importing this file does not import Lightning."""
-    import torch
-
-    from facetrack.data.transforms import apply_affine, invert_affine
-    from facetrack.metrics.nme import nme, normaliser
-    from facetrack.train.module import LandmarkModule
-
-    class TemporalModule(LandmarkModule):
-        """``LandmarkModule`` on clips: the model's loss over (B, T, ...), Eq. 7's schedule, and video NRMSE
-        (per clip, then over clips) for validation. Batches hold ``crops`` or cached ``sx``/``sy``."""
-
-        def __init__(self, model: Any, optim: Any, max_epochs: int, rle: Any = None) -> None:
-            super().__init__(model, optim, max_epochs)
-            self.rle = rle
-            if rle is not None:
-                rle.requires_grad_(False)
-                rle.eval()
-
-        def _outputs(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-            if "sx" in batch:
-                return self.model.forward_features(batch["sx"], batch["sy"])
-            return self.model.forward_sequence(batch["crops"])
-
-        def _targets(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-            targets = dict(batch["targets"])
-            if self.rle is not None and "cx" not in targets and self.model.use_confidence_loss and "crops" in batch:
-                from facetrack.train.confidence_labels import sequence_confidence_labels
-
-                targets["cx"], targets["cy"] = sequence_confidence_labels(self.rle, batch["crops"])
-            return targets
-
-        def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-            outputs = self._outputs(batch)
-            loss = self.model.loss(outputs, self._targets(batch))
-            weight = getattr(self.optim, "jitter_weight", 0.0)
-            if weight > 0:
-                loss = loss + weight * jitter_loss(self.model, outputs, batch["matrix"], batch["landmarks"])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.current_epoch}, "
-                                         f"batch {batch_idx} (lower optim.lr?)")
-            size = len(batch["targets"]["hx"])
-            self._train_sum += torch.tensor([loss.item() * size, size], dtype=torch.float64)
-            self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
-            return loss
-
-        def on_train_epoch_start(self) -> None:
-            super().on_train_epoch_start()
-            # Eq. 7: L_c only in the first half of the epochs (and only with labels).
-            self.model.set_confidence_loss(self.current_epoch < self.max_epochs / 2)
-
-        def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-            with torch.no_grad():
-                coords, _ = self.model.decode(self._outputs(batch))
-            errors = self.clip_nrmse(coords, batch)
-            self._val_sum += torch.tensor([float(errors.sum()), len(errors)], dtype=torch.float64)
-
-        def clip_nrmse(self, coords: Tensor, batch: dict[str, Any]) -> np.ndarray:
-            """Per clip: mean over frames of the inter-ocular NME in frame pixels (B,)."""
-            crop = coords.detach().float().cpu().numpy().astype(np.float64)  # (B, T, N, 2)
-            mats = batch["matrix"].cpu().numpy()
-            gt = batch["landmarks"].cpu().numpy()
-            b, t = crop.shape[:2]
-            pred = np.stack([[apply_affine(crop[i, j], invert_affine(mats[i, j])) for j in range(t)]
-                             for i in range(b)])
-            flat_gt = gt.reshape(b * t, *gt.shape[2:])
-            per_frame = nme(pred.reshape(b * t, *pred.shape[2:]), flat_gt,
-                            normaliser(flat_gt, self.model.scheme, self.nme_kind))
-            return per_frame.reshape(b, t).mean(axis=1)
-
-        def configure_optimizers(self) -> torch.optim.Optimizer:
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            return torch.optim.Adam(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-
-    return TemporalModule
-
-
 # ---------------------------------------------------------------------------------------------- run
 
 
@@ -410,17 +289,13 @@ def load_confidence_model(path: str) -> Any:
     return model
 
 
-def train_temporal(config: TemporalTrainConfig, resume: bool | None = None) -> dict[str, Any]:
-    """``facetrack train`` for a clip recipe: the steps of ``facetrack.train.run.train`` with clip data."""
-    import torch
-    import yaml
-    from torch.utils.data import DataLoader
-
-    from facetrack.train.run import DATA_TERMS, _check_same_model, fit, prepare_run
+def prepare_temporal(config: TemporalTrainConfig, out: Path, last: Path, resume: bool) -> Any:
+    """The ``temporal`` recipe kind: a temporal model (from ``model.encoder_weights``) on clips."""
+    from facetrack.data.catalog import terms
+    from facetrack.train.module import TemporalModule
+    from facetrack.train.run import Run, _check_same_model
 
     t = config.trainer
-    out, last, resume = prepare_run(config, resume)
-
     cached = bool(config.data.clips.feature_cache)
     model = build_temporal_model(config.model, config.source, freeze_encoder=True if cached else None)
     if resume:
@@ -429,17 +304,7 @@ def train_temporal(config: TemporalTrainConfig, resume: bool | None = None) -> d
     if rle is None:
         model.set_confidence_loss(False)
     train_set, val_set, info = build_clip_datasets(config, model, rle)
-    (out / "recipe.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    log.info("training %s on %d clips of %d frames, validating on %d -> %s", model.arch, len(train_set),
-             train_set.num_frames, len(val_set), out)
-
-    batch = config.optim.batch_size
-    on_gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
-    loader_args = {"batch_size": batch, "num_workers": t.num_workers, "pin_memory": on_gpu,
-                   "persistent_workers": False}
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > batch, **loader_args)
-    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
-    module = _module_class()(model, config.optim, t.max_epochs, rle)
+    module = TemporalModule(model, config.optim, t.max_epochs, rle)
 
     lc = (f"Eq. 7: L_h + {model.lambda_c} L_c for epochs < {t.max_epochs / 2:g}, L_h after; c* from RLE model "
           f"{config.data.confidence_labels}") if rle is not None and getattr(model, "lambda_c", 0) > 0 else \
@@ -464,13 +329,25 @@ def train_temporal(config: TemporalTrainConfig, resume: bool | None = None) -> d
                 "data": {"dataset": config.data.dataset, "root": config.data.root, **info,
                          "train_clips": len(train_set), "val_clips": len(val_set),
                          "clip_frames": train_set.num_frames,
-                         "terms": DATA_TERMS.get("300w" if config.data.dataset == "pseudo300w" else "",
-                                                 "300VW (Shen et al. 2015): research use only")},
+                         "terms": terms(config.data.dataset)},
                 "metric": "val_nme: video NRMSE (inter-ocular NME in frame pixels, per clip then over clips), "
                           "crops from the previous frame's GT plus tracker noise (open loop)",
             },
         }
 
-    result = fit(config, module, train_loader, val_loader, card, resume, num_sanity_val_steps=0)
-    rows = result["metrics"]
-    return {**result, "final_val_nme": rows[-1]["val_nme"] if rows else math.nan}
+    def finish(result: dict[str, Any]) -> dict[str, Any]:
+        rows = result["metrics"]
+        return {**result, "final_val_nme": rows[-1]["val_nme"] if rows else math.nan}
+
+    return Run(model, train_set, val_set, module, card,
+               f"on {len(train_set)} clips of {train_set.num_frames} frames, validating on {len(val_set)}",
+               fit_options={"num_sanity_val_steps": 0}, finish=finish)
+
+
+def _register() -> None:
+    from facetrack.train.run import RecipeKind, register_recipe_kind
+
+    register_recipe_kind(RecipeKind("temporal", TemporalTrainConfig, is_temporal_recipe, prepare_temporal))
+
+
+_register()

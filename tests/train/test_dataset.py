@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,14 +149,13 @@ def test_explicit_validation_split_skips_the_held_out_split(w300_root: Path, tmp
     assert not (tmp_path / "run" / "split.json").exists()
 
 
-def test_dataset_errors(w300_root: Path, model, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dataset_errors(w300_root: Path, model) -> None:
     with pytest.raises(DataError, match="unknown data.dataset 'lfw'"):
         load_samples(DataSection(dataset="lfw", root=str(w300_root)), "r.yaml")
     with pytest.raises(DataError, match="data.root is empty"):
         load_samples(DataSection(dataset="300w", root=""), "r.yaml")
-    monkeypatch.setitem(sys.modules, "facetrack.data.wflw", None)  # as if the reader were not installed
-    with pytest.raises(DataError, match="needs facetrack.data.wflw.load_wflw") as info:
-        load_samples(DataSection(dataset="wflw", root=str(w300_root)), "r.yaml")
+    with pytest.raises(DataError, match="unknown data.dataset 'tf'; known: 300w") as info:  # a video dataset
+        load_samples(DataSection(dataset="tf", root=str(w300_root)), "r.yaml")
     assert str(info.value.path) == "r.yaml"
     samples = load_300w(w300_root, "train")
     samples[0].scheme = "wflw98"

@@ -2,7 +2,7 @@
 
 Every row of a study is a 1DFormer variant trained with the frozen-encoder recipe (``facetrack.train.temporal``
 with ``data.clips.feature_cache``) on *training* identities and scored by GT-initialised closed-loop tracking
-(``facetrack.video_evaluation.track_clip``: frame 0 from the GT box, then the model's own crops) of held-out
+(``facetrack.evaluation.track_clip``: frame 0 from the GT box, then the model's own crops) of held-out
 pseudo-videos made from identities never used in training (``load_shared300w(root, "val")``), through the
 same scoring code as ``facetrack evaluate --video --dataset pseudo``. The held-out clips are written once in
 the 300VW layout (``write_clip``), so any row can be re-scored from its ``landmarks.csv`` with the CLI.
@@ -70,8 +70,8 @@ def write_heldout_clips(settings: StudySettings) -> Path:
     layout under ``<cache>/heldout_<frames>x<clips>``; clips already written are kept."""
     from facetrack.data.sequences import fit_training_shape_model
     from facetrack.data.synthetic import PseudoVideoConfig, make_pseudo_video, write_clip
+    from facetrack.data.pseudo import spread as _spread
     from facetrack.evaluation import load_shared300w
-    from facetrack.train.temporal import _spread
 
     folder = Path(settings.cache) / f"heldout_{settings.test_frames}x{settings.test_clips}_s{settings.seed}"
     val = _spread(load_shared300w(settings.root, "val"), settings.test_clips)
@@ -121,7 +121,7 @@ def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float, crop_sm
     from facetrack.data.transforms import box_from_landmarks
     from facetrack.io.pts import read_pts
     from facetrack.io.results import LandmarksCSVWriter
-    from facetrack.video_evaluation import track_clip
+    from facetrack.evaluation import track_clip
 
     for clip in sorted(p for p in clips.iterdir() if (p / "annot").is_dir()):
         images = sorted((clip / "imgs").iterdir())
@@ -138,7 +138,7 @@ def score_heldout(model: Any, clips: Path, tracks: Path, crop_scale: float, crop
                   smoothing: Any = None) -> tuple[dict[str, Any], float]:
     """Track every held-out clip (``track_heldout``) into ``tracks`` and score them with the code of ``facetrack
     evaluate --video``: (the pseudo column without per-video rows, tracking seconds)."""
-    from facetrack.video_evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
+    from facetrack.evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
 
     start = time.perf_counter()
     track_heldout(model, clips, tracks, crop_scale, crop_smoothing, smoothing)
@@ -156,7 +156,7 @@ def run_study(settings: StudySettings, rows: dict[str, dict[str, Any]], title: s
 
     from facetrack.models.hub import load_model
     from facetrack.train.config import DataSection
-    from facetrack.train.temporal import train_temporal
+    from facetrack.train.run import train
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     work = Path(settings.work)
@@ -182,7 +182,7 @@ def run_study(settings: StudySettings, rows: dict[str, dict[str, Any]], title: s
             continue
         start = time.perf_counter()
         config = row_recipe(settings, name, model_config)
-        summary = train_temporal(config)
+        summary = train(config)
         train_s = time.perf_counter() - start
         model = load_model(Path(config.trainer.out) / "last.safetensors")
         tracks = work / "tracks" / config.trainer.out.split("/")[-1]

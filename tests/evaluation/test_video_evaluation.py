@@ -8,7 +8,7 @@ import pytest
 
 from facetrack.cli import main
 from facetrack.io.results import landmarks_csv_header
-from facetrack.video_evaluation import (
+from facetrack.evaluation import (
     VideoSettings,
     auroc,
     evaluate_videos,
@@ -154,7 +154,7 @@ def test_track_clip_applies_the_per_frame_calibration(tiny_aohr_config):
     import torch
 
     from facetrack.models.registry import build_model
-    from facetrack.video_evaluation import track_clip
+    from facetrack.evaluation import track_clip
 
     model = build_model("aohr", **tiny_aohr_config)
     pts = torch.full((68, 2), 31.5)
