@@ -127,6 +127,10 @@ def plan(out_dir: str | Path, provenance: dict[str, Any], force: bool = False, r
         return Plan("run")
     old = summary.get("provenance")
     new = _normal(provenance)
+    progress = summary.get("progress") if isinstance(summary.get("progress"), dict) else {}
+    if summary.get("completed") is not True and summary.get("frames_read") == 0 and \
+            progress.get("last_frame", -1) == -1 and progress.get("rows", 0) == 0:
+        return Plan("run")  # an earlier attempt that tracked nothing (e.g. the source could not be opened)
     if old != new:
         return Plan("refuse", f"{out} holds results of {_describe_difference(old, new)}; use --force to "
                               "replace them, or another --out")

@@ -175,6 +175,7 @@ def test_sigkill_then_resume_loses_and_repeats_no_row(fakes, patched, tmp_path):
     # what a kill leaves is valid: summary.json, an npz (was: none at all), the CSV rows before its last line
     killed = summary_of(out)
     assert killed["completed"] is False and killed["progress"]["last_frame"] >= 30
+    assert (out / "landmarks.npz").exists(), (killed["progress"], sorted(p.name for p in out.iterdir()))
     npz = np.load(out / "landmarks.npz")
     assert 4 <= len(npz["frame"]) <= n and list(npz["frame"]) == list(range(len(npz["frame"])))
     lines = (out / "landmarks.csv").read_text().split("\n")
@@ -222,3 +223,12 @@ def test_npz_is_assembled_from_parts_without_reading_the_csv(tmp_path, monkeypat
     npz = np.load(tmp_path / "landmarks.npz")
     assert npz["landmarks"].shape == (10, 5, 2) and np.isnan(npz["confidences"]).all()
     np.testing.assert_allclose(npz["landmarks"][:, 0, 0], np.arange(10) + 0.123)  # the CSV's rounding
+
+
+def test_a_failed_attempt_that_tracked_nothing_is_simply_redone(fakes, patched, tmp_path):
+    src = tmp_path / "late.avi"
+    out = tmp_path / "out"
+    assert main(["track", str(src), "--out", str(out), *ARGS]) == 1  # not there yet
+    video(fakes, src, n=5)
+    assert main(["track", str(src), "--out", str(out), *ARGS]) == 0
+    assert summary_of(out)["completed"] is True and summary_of(out)["frames_read"] == 5
