@@ -93,7 +93,7 @@ def resolve_engine(model: Any = None, refine: int = REFINE, device: str = "cpu",
     """
     from facetrack.landmarker import Landmarker
     from facetrack.models.base import LandmarkModel
-    from facetrack.tracking.temporal_engine import engine_for
+    from facetrack.tracking.engine import engine_for
 
     if model is not None and hasattr(model, "start") and hasattr(model, "step"):
         return model
@@ -429,7 +429,7 @@ class Detector:
         if not order:
             return Faces([], self.engine.num_points, orientation)
         points5 = None if points5 is None or len(points5) != len(found) else np.asarray(points5)[order]
-        estimates = self.engine.start(frame, list(found[order]))
+        estimates = self.engine.start(frame, list(found[order]), points5)
         return Faces([Face(found[i].copy(), float(scores[i]) if i < len(scores) and np.isfinite(scores[i]) else None,
                            e.landmarks, e.confidences) for i, e in zip(order, estimates)],
                      self.engine.num_points, orientation)

@@ -19,6 +19,7 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -433,3 +434,66 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, four
     if count == 0:
         raise ValueError(f"{path}: no frames to write")
     return count
+
+
+class OverlayWriter:
+    """overlay.mp4, opened on the first frame at the source's rate (later frames of another size are resized to
+    it): H.264 through imageio-ffmpeg's bundled ffmpeg when it is installed (``pip install "facetrack[video]"``;
+    browsers and every player play it), else OpenCV's MPEG-4 Part 2 (mp4v: not in browsers nor in many players).
+    ``codec`` ("h264" or "mp4v") says which was used, for the summary."""
+
+    def __init__(self, path: str | Path, fps: float, prefer_h264: bool = True) -> None:
+        self.path, self.fps = Path(path), float(fps) if _valid_fps(float(fps)) else DEFAULT_FPS
+        self.codec = "h264" if prefer_h264 and h264_available() else "mp4v"
+        self.size: tuple[int, int] | None = None
+        self._cv: cv2.VideoWriter | None = None
+        self._ffmpeg: Any = None
+
+    def write(self, image: np.ndarray) -> None:
+        if self.size is None:
+            self.size = (image.shape[1], image.shape[0])
+            self._open()
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        if self._ffmpeg is not None:
+            w, h = self.size  # yuv420p needs even sides: repeat the last row/column when odd
+            image = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+            self._ffmpeg.send(np.ascontiguousarray(image))
+        else:
+            assert self._cv is not None
+            self._cv.write(image)
+
+    def _open(self) -> None:
+        assert self.size is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.codec == "h264":
+            import imageio_ffmpeg
+
+            w, h = self.size
+            self._ffmpeg = imageio_ffmpeg.write_frames(
+                str(self.path), (w + w % 2, h + h % 2), fps=self.fps, codec="libx264", pix_fmt_in="bgr24",
+                pix_fmt_out="yuv420p", quality=None, bitrate=None, macro_block_size=1,
+                output_params=["-crf", "20", "-preset", "veryfast", "-movflags", "+faststart"], ffmpeg_log_level="error")
+            self._ffmpeg.send(None)  # start the encoder
+            return
+        self._cv = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+        if not self._cv.isOpened():
+            raise DataError(self.path, "OpenCV cannot open an mp4v video writer")
+
+    def close(self) -> None:
+        if self._ffmpeg is not None:
+            self._ffmpeg.close()
+            self._ffmpeg = None
+        if self._cv is not None:
+            self._cv.release()
+            self._cv = None
+
+
+def h264_available() -> bool:
+    """True when imageio-ffmpeg (with its bundled ffmpeg) is installed: overlays are then H.264."""
+    try:
+        import imageio_ffmpeg
+
+        return bool(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError, OSError):
+        return False

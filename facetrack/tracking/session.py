@@ -70,30 +70,6 @@ def draw_faces(image: np.ndarray, faces: Sequence[Any], edges: Sequence[tuple[in
     return draw(image, faces, edges=edges)
 
 
-class _Overlay:
-    """overlay.mp4, opened on the first frame at the source's rate; odd-sized frames are resized to it."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps = path, fps
-        self.writer: cv2.VideoWriter | None = None
-        self.size: tuple[int, int] | None = None
-
-    def write(self, image: np.ndarray) -> None:
-        if self.writer is None:
-            self.size = (image.shape[1], image.shape[0])
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
-            if not self.writer.isOpened():
-                raise RuntimeError(f"{self.path}: OpenCV cannot open an mp4v video writer")
-        if (image.shape[1], image.shape[0]) != self.size:
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(image)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-
-
 def _scheme_edges(scheme: str) -> tuple[tuple[int, int], ...]:
     try:
         from facetrack.schemes import get_scheme
@@ -134,7 +110,7 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
 
     from facetrack import __version__
     from facetrack.io.track_output import FaceRow, TrackOutput
-    from facetrack.io.video import CameraSource, FrameSource, open_source
+    from facetrack.io.video import CameraSource, FrameSource, OverlayWriter, open_source
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +146,7 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
                        "not showing a live window, writing the outputs only")
         show = False
 
-    overlay = _Overlay(out / "overlay.mp4", frames.fps) if render else None
+    overlay = OverlayWriter(out / "overlay.mp4", frames.fps) if render else None  # H.264 when it can
     edges = _scheme_edges(scheme) if (render or show) else ()
     sums = {"decode": 0.0, "detection": 0.0, "landmarks": 0.0, "total": 0.0}
     count = 0
@@ -229,6 +205,8 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
             "timings_ms": {k: (v / count if count else None) for k, v in sums.items()},
             "fps": count / wall if count and wall > 0 else None, "wall_s": wall,
         })
+        if overlay is not None:  # h264 (imageio-ffmpeg installed) or mp4v (plays in fewer places)
+            summary["overlay_codec"] = overlay.codec
         if bad:
             summary["note_bad_frames"] = f"{len(bad)} frame image(s) could not be decoded and were skipped"
         if stats.frames and not totals["frames_with_face"]:

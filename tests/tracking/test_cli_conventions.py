@@ -123,6 +123,10 @@ def test_every_output_is_readable_by_all(doubles, tmp_path):
                      "--format", "csv,jsonl,npz,pts", "--render"]) == 0
     finally:
         os.umask(old)
+    from facetrack.io.video import h264_available
+
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["overlay_codec"] == ("h264" if h264_available() else "mp4v")
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p.parent.name != "imgs" and p.suffix != ".avi"]
     assert {p.name for p in files} >= {"pred.json", "two.jpg", "summary.json", "landmarks.csv", "overlay.mp4"}
     modes = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
