@@ -112,3 +112,30 @@ def check_landmark_model(name: str) -> None:
         hint = f" (use --detector {model.option})" if model.kind == "face detector" else ""
         raise ModelError(f"{name!r} is a {model.kind}, not a landmark model{hint}; landmark models: "
                          f"{', '.join(landmark_model_names())}")
+
+
+# Training recipes: configs/*.yaml of the source tree, shipped in an install as facetrack/recipes/ (setup.py).
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+SOURCE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def recipe_names() -> list[str]:
+    """The recipes reachable by name: an install's packaged copies, or a source checkout's configs/."""
+    return sorted({p.stem for folder in (RECIPES_DIR, SOURCE_CONFIGS) if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file as given, or by name (``aohr68_default`` or ``aohr68_default.yaml``) among the packaged
+    recipes; a DataError listing the names otherwise."""
+    from facetrack.errors import DataError
+
+    given = Path(name_or_path)
+    if given.is_file():
+        return given
+    if given.parent == Path("."):
+        name = given.name[: -len(".yaml")] if given.name.endswith(".yaml") else given.name
+        for folder in (RECIPES_DIR, SOURCE_CONFIGS):
+            if (folder / f"{name}.yaml").is_file():
+                return folder / f"{name}.yaml"
+    raise DataError(given, f"training recipe not found (a YAML file, or one of the packaged recipes: "
+                           f"{', '.join(recipe_names()) or 'none'})")

@@ -18,6 +18,8 @@ import hashlib
 import io
 import logging
 import os
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -92,7 +94,15 @@ def _graph(model: nn.Module, kind: str, export: Callable[[], bytes]) -> bytes:
     path = cache_dir() / f"{_weights_key(model, kind)}.onnx"
     if path.is_file():
         return path.read_bytes()
-    graph = export()
+    # Seconds of work on a model's first use: say so, on one line, rather than stall silently.
+    label = str((getattr(model, "card", None) or {}).get("name") or type(model).__name__)
+    print(f"facetrack: preparing {label} for onnxruntime, once (cached in {path.parent}) ...", end="",
+          file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    try:
+        graph = export()
+    finally:
+        print(f" {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     try:  # a cache that cannot be written only costs the export next time
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
