@@ -313,9 +313,11 @@ class TrackOutput:
         for stale in self.parts_dir.glob("part_*.npz"):
             if stale not in self._parts:
                 stale.unlink()
-        name = f"{self.resume_from + 1:06d}.pts"
         for annot in [self.out / "annot", *(self.out / "tracks").glob("*/annot")]:
-            (annot / name).unlink(missing_ok=True)
+            if annot.is_dir():  # .pts of frames after the checkpoint (1-based names) go: they are redone
+                for item in annot.iterdir():
+                    if item.suffix == ".pts" and item.stem.isdigit() and int(item.stem) - 1 >= self.resume_from:
+                        item.unlink()
 
     # -- writing
 

@@ -130,7 +130,7 @@ def test_interrupted_twice_resumes_without_losing_or_repeating_rows(fakes, patch
 
 _KILLED_RUN = """
 import sys, time
-sys.path.insert(0, {here!r})
+sys.path[:0] = [{here!r}, {root!r}]
 import conftest
 import facetrack.api as api
 import facetrack.io.track_output as track_output
@@ -155,7 +155,7 @@ def test_sigkill_then_resume_loses_and_repeats_no_row(fakes, patched, tmp_path):
     out = tmp_path / "out"
     argv = ["track", str(src), "--out", str(out), "--format", "csv,jsonl,npz", *ARGS]
     script = tmp_path / "run.py"
-    script.write_text(_KILLED_RUN.format(here=str(HERE), argv=argv))
+    script.write_text(_KILLED_RUN.format(here=str(HERE), root=str(HERE.parents[1]), argv=argv))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
