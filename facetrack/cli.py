@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from facetrack.errors import FacetrackError
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"facetrack {args.command}: interrupted; results written so far are kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (facetrack models | head): quiet, like other command-line tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _version() -> str:
