@@ -58,11 +58,9 @@ def crop_square(box: np.ndarray) -> np.ndarray:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    from facetrack.geometry import box_iou
+
+    return float(box_iou(a, b)[0, 0])
 
 
 def match(boxes: np.ndarray, points: np.ndarray) -> dict[str, Any]:

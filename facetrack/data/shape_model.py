@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from facetrack.errors import DataError
+from facetrack.geometry import apply_affine, invert_affine
 
 _FORMAT = "facetrack.shape_model/1"
 
@@ -43,15 +44,6 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([linear, (mu_d - linear @ mu_s)[:, None]])
 
 
-def _apply(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
-def _invert(matrix: np.ndarray) -> np.ndarray:
-    linear_inv = np.linalg.inv(matrix[:, :2])
-    return np.hstack([linear_inv, (-linear_inv @ matrix[:, 2])[:, None]])
-
-
 def _normalise(shape: np.ndarray) -> np.ndarray:
     """Centre on the centroid and scale to unit RMS distance from it (the model frame's gauge)."""
     centred = shape - shape.mean(axis=0)
@@ -69,7 +61,7 @@ def procrustes_align(shapes: np.ndarray, iterations: int = 20, tol: float = 1e-1
     for _ in range(iterations):
         aligned = _align_all(shapes, mean)
         new_mean = _normalise(aligned.mean(axis=0))
-        new_mean = _apply(new_mean, similarity_fit(new_mean, mean))  # keep the gauge of the first shape
+        new_mean = apply_affine(new_mean, similarity_fit(new_mean, mean))  # keep the gauge of the first shape
         new_mean = _normalise(new_mean)
         change = float(np.max(np.abs(new_mean - mean)))
         mean = new_mean
@@ -169,7 +161,7 @@ class ShapeModel:
         if k > self.num_modes:
             raise ValueError(f"{k} coefficients but the model has {self.num_modes} modes")
         shapes = self.mean + (b @ self.modes[:k]).reshape(*b.shape[:-1], self.num_points, 2)
-        return shapes if transform is None else _apply(shapes, np.asarray(transform, dtype=np.float64))
+        return shapes if transform is None else apply_affine(shapes, np.asarray(transform, dtype=np.float64))
 
     def project(self, shape: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Best model fit to one (N, 2) image shape: ``(coefficients (K,), transform 2x3 model -> image)``.
@@ -184,7 +176,7 @@ class ShapeModel:
         transform = similarity_fit(self.mean, shape)
         for _ in range(iterations):
             transform = similarity_fit(self.reconstruct(b), shape)
-            in_model = _apply(shape, _invert(transform))
+            in_model = apply_affine(shape, invert_affine(transform))
             b = self.modes @ (in_model - self.mean).reshape(-1)
         return b, similarity_fit(self.reconstruct(b), shape)
 

@@ -28,6 +28,7 @@ from scipy.spatial import Delaunay
 
 from facetrack.data.sample import to_bgr8
 from facetrack.data.shape_model import ShapeModel
+from facetrack.geometry import apply_affine, compose_affine, invert_affine
 from facetrack.io.pts import write_pts
 
 log = logging.getLogger(__name__)
@@ -216,13 +217,13 @@ class PseudoVideo:
         cfg = self.config
         w, h = cfg.size
         border = cv2.BORDER_CONSTANT  # the still was padded by the configured border when planned
-        work_to_frame = _compose(self.rigid[index], _invert(self._to_work))
+        work_to_frame = compose_affine(self.rigid[index], invert_affine(self._to_work))
         image = cv2.warpAffine(self._work, work_to_frame, (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
         if self._triangles is None or self._mesh_def is None or self._mesh_src is None:
             return image
         # Piecewise-affine part: inside the mesh, each frame pixel maps back through its own triangle.
-        frame_vertices = _apply(self._mesh_def[index], self.rigid[index])
-        work_vertices = _apply(self._mesh_src, self._to_work)
+        frame_vertices = apply_affine(self._mesh_def[index], self.rigid[index])
+        work_vertices = apply_affine(self._mesh_src, self._to_work)
         x0 = max(int(np.floor(frame_vertices[:, 0].min())) - 1, 0)
         y0 = max(int(np.floor(frame_vertices[:, 1].min())) - 1, 0)
         x1 = min(int(np.ceil(frame_vertices[:, 0].max())) + 2, w)
@@ -237,7 +238,7 @@ class PseudoVideo:
         ok = np.abs(det) > 1e-6
         lhs[~ok] = np.eye(3)
         coef = np.linalg.solve(lhs, src)  # (K, 3, 2): [x y 1] @ coef = source point
-        rigid_back = _invert(work_to_frame)
+        rigid_back = invert_affine(work_to_frame)
         fallback = np.array([[rigid_back[0, 0], rigid_back[1, 0]], [rigid_back[0, 1], rigid_back[1, 1]],
                              [rigid_back[0, 2] + rigid_back[0, 0] * x0 + rigid_back[0, 1] * y0,
                               rigid_back[1, 2] + rigid_back[1, 0] * x0 + rigid_back[1, 1] * y0]])
@@ -342,7 +343,7 @@ def make_pseudo_video(
         rx, ry = new_w / image.shape[1], new_h / image.shape[0]
         to_work = np.array([[rx, 0.0, 0.5 * rx - 0.5], [0.0, ry, 0.5 * ry - 0.5]])
 
-    face_box_work = _apply(np.array([lo, hi]), to_work)
+    face_box_work = apply_affine(np.array([lo, hi]), to_work)
     occluders, occluded = _plan_occluders(cfg, frame_points, base_scale * face_size, work, face_box_work, rng_occ)
     work, to_work = _pad_for_view(work, to_work, rigid, cfg)
     blur = _blur_vectors(frame_points, cfg.motion_blur)
@@ -699,7 +700,7 @@ def _pad_for_view(work: np.ndarray, to_work: np.ndarray, rigid: np.ndarray,
         return work, to_work
     w, h = cfg.size
     corners = np.array([[-1.0, -1.0], [w, -1.0], [-1.0, h], [w, h]])
-    seen = np.concatenate([_apply(corners, _invert(_compose(a, _invert(to_work)))) for a in rigid])
+    seen = np.concatenate([apply_affine(corners, invert_affine(compose_affine(a, invert_affine(to_work)))) for a in rigid])
     cap = 2 * max(work.shape[:2])
     lo, hi = seen.min(axis=0), seen.max(axis=0)
     left, top = (int(np.clip(np.ceil(-v) + 2, 0, cap)) for v in lo)
@@ -714,20 +715,6 @@ def _pad_for_view(work: np.ndarray, to_work: np.ndarray, rigid: np.ndarray,
 
 
 # ------------------------------------------------------------------------------------------------ render
-
-
-def _apply(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
-def _invert(matrix: np.ndarray) -> np.ndarray:
-    linear_inv = np.linalg.inv(matrix[:, :2])
-    return np.hstack([linear_inv, (-linear_inv @ matrix[:, 2])[:, None]])
-
-
-def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """2x3 of ``outer(inner(p))``."""
-    return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
 
 
 def _composite(image: np.ndarray, alpha: np.ndarray, texture: np.ndarray, top_left: np.ndarray) -> None:

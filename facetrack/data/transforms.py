@@ -13,6 +13,9 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
+from facetrack.geometry import apply_affine, invert_affine
+from facetrack.geometry import box_from_points as box_from_landmarks
+
 # Luminance weights in BGR order (ITU-R BT.601), shared by the saturation and contrast jitter.
 _GRAY_BGR = np.array([0.114, 0.587, 0.299])
 # RGB -> YIQ; hue jitter rotates the (I, Q) chroma plane.
@@ -33,19 +36,6 @@ class FiveScheme(Protocol):
 
 class AugmentScheme(FlipScheme, FiveScheme, Protocol):
     """What ``Augmenter`` needs from a landmark scheme."""
-
-
-def box_from_landmarks(points: np.ndarray) -> np.ndarray:
-    """Tight ``[x0, y0, x1, y1]`` around (..., N, 2) landmarks, ignoring NaN (missing) points: (..., 4)."""
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim < 2 or points.shape[-1] != 2 or points.shape[-2] == 0:
-        raise ValueError(f"points must have shape (..., N, 2) with N > 0, got {points.shape}")
-    finite = np.isfinite(points).all(axis=-1)
-    if not finite.any(axis=-1).all():
-        raise ValueError("cannot build a box from landmarks that are all missing (NaN)")
-    lo = np.where(finite[..., None], points, np.inf).min(axis=-2)
-    hi = np.where(finite[..., None], points, -np.inf).max(axis=-2)
-    return np.concatenate([lo, hi], axis=-1)
 
 
 # The five reference points of an upright face (eye centres, nose tip, mouth corners; image-left first), as face
@@ -188,26 +178,6 @@ def crop_matrix(bbox: np.ndarray | Sequence[float], out_size: int, scale: float 
         matrix[0] = -matrix[0]
         matrix[0, 2] += out_size - 1
     return matrix
-
-
-def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Map (..., 2) points through a 2x3 affine; NaN points stay NaN."""
-    points = np.asarray(points, dtype=np.float64)
-    matrix = np.asarray(matrix, dtype=np.float64)
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
-def invert_affine(matrix: np.ndarray) -> np.ndarray:
-    """The exact inverse 2x3 affine (crop pixels -> image pixels for a ``crop_matrix``)."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.shape != (2, 3):
-        raise ValueError(f"affine matrix must be 2x3, got {matrix.shape}")
-    linear = matrix[:, :2]
-    det = np.linalg.det(linear)
-    if not np.isfinite(det) or abs(det) < 1e-12:
-        raise ValueError(f"affine matrix is singular (det {det})")
-    inv = np.linalg.inv(linear)
-    return np.concatenate([inv, -(inv @ matrix[:, 2])[:, None]], axis=1)
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, out_size: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 from facetrack.data.catalog import DatasetSpec, HeldOut, register_dataset
 from facetrack.data.sample import FaceSample
 from facetrack.errors import DataError
+from facetrack.geometry import box_from_points
 from facetrack.io.pts import read_pts
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,6 @@ def photo_subject(folder: str, stem: str) -> str:
     match = _FACE_INDEX.match(stem)
     photo = match.group("photo") if match else stem
     return f"{folder}/{photo}"
-
-
-def landmark_box(points: np.ndarray) -> np.ndarray:
-    """The landmark extent box ``[x0, y0, x1, y1]``: 300-W's stand-in for a ground-truth face box."""
-    return np.concatenate([points.min(axis=0), points.max(axis=0)]).astype(np.float64)
 
 
 def read_manifest(path: str | Path) -> dict[str, ManifestEntry]:
@@ -169,7 +165,7 @@ def _load_folder(
                 image_path=images[stem],
                 landmarks=points,
                 scheme="ibug68",
-                bbox=landmark_box(points),
+                bbox=box_from_points(points),  # the landmark extent: 300-W's stand-in for a face box
                 subject=subject,
                 source=f"300w/{folder}",
             )

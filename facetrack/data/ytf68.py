@@ -17,8 +17,9 @@ from pathlib import Path
 from facetrack.data.catalog import DatasetSpec, HeldOut, register_dataset
 from facetrack.data.crops import load_crops
 from facetrack.data.sample import FaceSample
-from facetrack.data.w300 import landmark_box, read_manifest
+from facetrack.data.w300 import read_manifest
 from facetrack.errors import DataError
+from facetrack.geometry import box_from_points
 
 NUM_POINTS = 68
 SPLITS = ("all", "source_train", "source_test")
@@ -45,7 +46,7 @@ def load_ytf68(root: str | Path, split: str = "all", skip_invalid: bool = False)
     wanted = {"all": ("train", "test"), "source_train": ("train",), "source_test": ("test",)}[split]
     names = [c for c, e in manifest.items() if e.extra["split"] in wanted]
     samples = load_crops(root, names, "ibug68", NUM_POINTS, subject=lambda c: f"ytf/{person_of(manifest[c].extra['clip'])}",
-                         source=lambda c: f"ytf68/{manifest[c].extra['split']}", bbox=landmark_box,
+                         source=lambda c: f"ytf68/{manifest[c].extra['split']}", bbox=box_from_points,
                          skip_invalid=skip_invalid, dataset="ytf68")
     for sample in samples:
         stem = sample.image_path.stem

@@ -39,9 +39,9 @@ def _as_batch(points: np.ndarray, name: str) -> np.ndarray:
 
 def _extent_boxes(gt: np.ndarray) -> np.ndarray:
     """Tight [x0, y0, x1, y1] of each face's landmarks (SPIGA's ``lnd_bbox``), NaN points ignored."""
-    lo = np.nanmin(gt, axis=1)
-    hi = np.nanmax(gt, axis=1)
-    return np.concatenate([lo, hi], axis=1)
+    from facetrack.geometry import box_or_nan
+
+    return np.stack([box_or_nan(g) for g in gt]).reshape(-1, 4)
 
 
 def normaliser(

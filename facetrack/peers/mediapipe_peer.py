@@ -23,7 +23,8 @@ import numpy as np
 from facetrack.errors import ModelError
 from facetrack.io.results import FacePrediction
 from facetrack.peers.mapping import PointMap
-from facetrack.peers.outputs import TrackIds, landmark_box
+from facetrack.geometry import box_from_points
+from facetrack.peers.outputs import TrackIds
 
 DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_MAP = DATA / "mediapipe_ibug68.npz"
@@ -96,7 +97,7 @@ class MediaPipePeer:
 
     def to_face(self, mesh_points: np.ndarray) -> FacePrediction:
         points = mesh_points if self.point_map is None else self.point_map.apply(mesh_points)
-        return FacePrediction(landmark_box(mesh_points), points, None, None)
+        return FacePrediction(box_from_points(mesh_points), points, None, None)
 
     def still_meshes(self, image: np.ndarray) -> list[np.ndarray]:
         """Raw 478-point meshes of a still image (static mode: detection on every image)."""

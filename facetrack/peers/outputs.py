@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from facetrack.geometry import box_iou, greedy_match
 from facetrack.io.results import FacePrediction, ImagePrediction, Prediction, write_predictions
 from facetrack.io.track_output import FaceRow, TrackOutput
 
@@ -40,32 +41,17 @@ class TrackIds:
         self._next = 1
 
     def assign(self, boxes: np.ndarray) -> list[int]:
-        from facetrack.tracking.association import box_iou
-
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         ids = [0] * len(boxes)
-        free = set(range(len(self._ids)))
         if len(boxes) and len(self._ids):
-            iou = box_iou(boxes, self._boxes)
-            for flat in np.argsort(-iou, axis=None, kind="stable"):
-                i, j = divmod(int(flat), iou.shape[1])
-                if iou[i, j] < self.min_iou:
-                    break
-                if ids[i] == 0 and j in free:
-                    ids[i] = self._ids[j]
-                    free.discard(j)
+            for i, j in greedy_match(box_iou(boxes, self._boxes), self.min_iou):
+                ids[i] = self._ids[j]
         for i in range(len(ids)):
             if ids[i] == 0:
                 ids[i] = self._next
                 self._next += 1
         self._boxes, self._ids = boxes.copy(), list(ids)
         return ids
-
-
-def landmark_box(points: np.ndarray) -> np.ndarray:
-    """The tight ``[x0, y0, x1, y1]`` of a face's points."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
 
 def detect_images(peer: Any, images: Sequence[str], boxes: dict[str, list[list[float]]] | None = None,

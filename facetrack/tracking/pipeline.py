@@ -22,18 +22,11 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from facetrack.tracking.association import Identities, box_iou
+from facetrack.tracking.detectors.base import FaceDetector
 from facetrack.tracking.engine import FaceEstimate, LandmarkEngine
 from facetrack.tracking.smoothing import make_filter, smoothing_params
 
 logger = logging.getLogger(__name__)
-
-
-class FaceDetector(Protocol):
-    """What the tracker needs from a face detector plug-in."""
-
-    def detect(self, frame: np.ndarray) -> Any:
-        """An object with ``boxes`` (K, 4) ``[x0, y0, x1, y1]`` and ``scores`` (K,)."""
-        ...
 
 
 class Validator(Protocol):
