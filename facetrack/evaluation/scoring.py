@@ -66,7 +66,15 @@ class FaceRecord:
     errors: dict[str, float] = field(default_factory=dict)
 
 
-CONVERTIBLE = {("wflw98", "ibug68")}  # prediction scheme -> ground-truth scheme scored after conversion
+def _conversions() -> set[tuple[str, str]]:
+    from facetrack.schemes import IBUG68_CORRESPONDENCE
+
+    return {("wflw98", "ibug68"), *(("ibug68", name) for name in IBUG68_CORRESPONDENCE)}
+
+
+# prediction scheme -> ground-truth scheme scored after conversion: WFLW-98 -> iBUG-68 (``WFLW98_TO_IBUG68``), and
+# iBUG-68 -> any scheme with an iBUG-68 correspondence (``IBUG68_CORRESPONDENCE``: ideask21, mtfl5, common7)
+CONVERTIBLE = _conversions()
 
 
 def _check_scheme(pred_scheme: str, gt_scheme: str, where: Path) -> None:
@@ -77,9 +85,9 @@ def _check_scheme(pred_scheme: str, gt_scheme: str, where: Path) -> None:
 def _convert_scheme(points: np.ndarray, pred_scheme: str, gt_scheme: str) -> np.ndarray:
     if pred_scheme == gt_scheme:
         return points
-    from facetrack.schemes import wflw98_to_ibug68
+    from facetrack.schemes import ibug68_to, wflw98_to_ibug68
 
-    return wflw98_to_ibug68(points)
+    return wflw98_to_ibug68(points) if pred_scheme == "wflw98" else ibug68_to(points, gt_scheme)
 
 
 def evaluate(

@@ -208,3 +208,20 @@ def test_shared300w_val_split_is_held_out_by_subject(shared_data):
     assert len(val) + len(train) == len(load_ground_truth("shared300w", root, "all")["all"])
     assert not {s.subject for s in val} & {s.subject for s in train}
     assert 0.08 < len(val) / (len(val) + len(train)) < 0.13
+
+
+@pytest.mark.parametrize("scheme", ["ideask21", "mtfl5"])
+def test_68_point_predictions_score_on_other_schemes_through_the_correspondence(tmp_path, rng, scheme):
+    from facetrack.schemes import ibug68_to
+
+    root = tmp_path / "data"
+    points = make_face(rng, 100, 100, 40)
+    gt_points = ibug68_to(points, scheme)
+    gt = [FaceSample(root / "a.jpg", gt_points, scheme, bbox=np.concatenate([points.min(0), points.max(0)]))]
+    pred = Prediction("m", "ibug68", [ImagePrediction(str(root / "a.jpg"), 200, 200, [as_pred(points + [3.0, 4.0])])])
+    result = evaluate(pred, {"test": gt}, root, default_settings(scheme), pred_path=tmp_path / "p.json")
+    assert result["ground_truth_scheme"] == scheme
+    norm = default_settings(scheme).norms[0]
+    a, b = (6, 9) if scheme == "ideask21" else (0, 1)  # outer eye corners / eye centres
+    iod = np.linalg.norm(gt_points[a] - gt_points[b])
+    assert result["subsets"]["test"]["nme"][norm]["nme"] == pytest.approx(5 / iod)
