@@ -273,7 +273,6 @@ class TrackOutput:
         for name in (PARTS_DIR, "annot", "tracks"):
             if (self.out / name).is_dir():
                 shutil.rmtree(self.out / name)
-        self.parts_dir.mkdir(exist_ok=True)
 
     def _prepare_resume(self, progress: dict[str, Any]) -> None:
         from facetrack.io.validation import integer
