@@ -26,6 +26,7 @@ import numpy as np
 
 from facetrack.data.catalog import DatasetSpec, register_dataset
 from facetrack.data.sample import FaceSample
+from facetrack.data.skipping import Skips
 from facetrack.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def load_aflw(root: str | Path, split: str = "test", csv_path: str | Path | None
         image_root = root / "images" if (root / "images").is_dir() else root
     image_root = Path(image_root)
     samples: list[FaceSample] = []
-    skipped = 0
+    skip = Skips(skip_invalid, logger, "AFLW row", "row(s)")
     with path.open(encoding="utf-8", newline="") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
             if not row or all(not cell.strip() for cell in row):
@@ -69,12 +70,8 @@ def load_aflw(root: str | Path, split: str = "test", csv_path: str | Path | None
             try:
                 samples.append(_parse_row(row, path, number, image_root))
             except DataError as exc:
-                if not skip_invalid:
-                    raise
-                skipped += 1
-                logger.warning("skipping invalid AFLW row: %s", exc)
-    if skipped:
-        logger.warning("%s: skipped %d invalid row(s)", path, skipped)
+                skip(exc)
+    skip.report(path)
     return samples
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from facetrack.data.catalog import DatasetSpec, register_dataset
 from facetrack.data.sample import FaceSample, to_bgr8
+from facetrack.data.skipping import Skips
 from facetrack.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -87,17 +88,13 @@ def load_cofw(path: str | Path, split: str | None = None, one_based: bool = True
         raise DataError(path, f"inconsistent face counts {counts}")
     offset = 1.0 if one_based else 0.0
     samples: list[InMemoryFaceSample] = []
-    skipped = 0
+    skip = Skips(skip_invalid, logger, "COFW face", "face(s)")
     for i, image in enumerate(images):
         try:
             samples.append(_sample(path, i, image, phis[i], None if boxes is None else boxes[i], offset))
         except DataError as exc:
-            if not skip_invalid:
-                raise
-            skipped += 1
-            logger.warning("skipping invalid COFW face: %s", exc)
-    if skipped:
-        logger.warning("%s: skipped %d invalid face(s)", path, skipped)
+            skip(exc)
+    skip.report(path)
     return samples
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from facetrack.data.catalog import DatasetSpec, register_dataset
 from facetrack.data.sample import FaceSample, read_image
+from facetrack.data.skipping import Skips
 from facetrack.errors import DataError
 from facetrack.io.pts import read_pts
 from facetrack.io.video import IMAGE_EXTENSIONS, VideoFileSource, open_source
@@ -270,7 +271,8 @@ def _load_video(folder: Path, vid: str, skip: frozenset[int], skip_invalid: bool
         raise DataError(folder, f"video {vid}: neither imgs/ nor vid.avi found")
     if frame_count != len(numbered):
         raise DataError(counted, f"video {vid}: {len(numbered)} annotations but {frame_count} frames")
-    numbers, points, invalid = [], [], 0
+    numbers, points = [], []
+    skip_pts = Skips(skip_invalid, logger, "300VW annotation", "annotation(s)")
     for number in sorted(numbered):
         if number < 1 or (frame_files is not None and number not in frame_files) or (
                 frame_files is None and number > frame_count):
@@ -280,14 +282,10 @@ def _load_video(folder: Path, vid: str, skip: frozenset[int], skip_invalid: bool
         try:
             points.append(read_pts(numbered[number], num_points=NUM_POINTS))
         except DataError as exc:
-            if not skip_invalid:
-                raise
-            invalid += 1
-            logger.warning("skipping invalid 300VW annotation: %s", exc)
+            skip_pts(exc)
             continue
         numbers.append(number)
-    if invalid:
-        logger.warning("video %s: skipped %d invalid annotation(s)", vid, invalid)
+    skip_pts.report(f"video {vid}")
     return VideoSequence(
         video_id=vid,
         category=category_of(vid),

@@ -24,6 +24,7 @@ import numpy as np
 
 from facetrack.data.catalog import DatasetSpec, register_dataset
 from facetrack.data.sample import FaceSample
+from facetrack.data.skipping import Skips
 from facetrack.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def load_wflw(root: str | Path, split: str = "test", subset: str | None = None,
         raise DataError(path, "WFLW annotation list not found (expected the official WFLW_annotations layout)")
     image_root = root / "WFLW_images"
     samples: list[FaceSample] = []
-    skipped = 0
+    skip = Skips(skip_invalid, logger, "WFLW line", "line(s)")
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -67,15 +68,11 @@ def load_wflw(root: str | Path, split: str = "test", subset: str | None = None,
             try:
                 sample = _parse_line(line, path, number, image_root)
             except DataError as exc:
-                if not skip_invalid:
-                    raise
-                skipped += 1
-                logger.warning("skipping invalid WFLW line: %s", exc)
+                skip(exc)
                 continue
             if subset is None or sample.attributes[subset]:
                 samples.append(sample)
-    if skipped:
-        logger.warning("%s: skipped %d invalid line(s)", path, skipped)
+    skip.report(path)
     return samples
 
 
