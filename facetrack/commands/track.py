@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             todo = plan(folder, record, force=args.force or is_camera, resumable=not args.render)
         except Exception as exc:
             failed.append((src, str(exc)))
-            print(f"FAILED {src}: {exc}", file=sys.stderr)
+            print(f"FAILED {_about(src, str(exc))}", file=sys.stderr)
             continue
         if todo.action == "skip":
             print(f"skip {src}: {todo.message}")
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         except Exception as exc:  # one bad video must not stop the batch
             failed.append((src, f"{type(exc).__name__}: {exc}" if not isinstance(exc, FacetrackError) else str(exc)))
-            print(f"FAILED {src}: {failed[-1][1]}", file=sys.stderr)
+            print(f"FAILED {_about(src, failed[-1][1])}", file=sys.stderr)
             continue
         done += 1
         timing = summary["timings_ms"]
@@ -156,8 +156,13 @@ def run(args: argparse.Namespace) -> int:
     if len(sources) > 1:  # a batch recalls its failures at the end; a single one was just printed
         print(f"{done} tracked, {skipped} skipped (complete), {len(failed)} failed")
         for src, message in failed:
-            print(f"  failed: {src}: {message}", file=sys.stderr)
+            print(f"  failed: {_about(src, message)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _about(src: str, message: str) -> str:
+    """``SRC: message``, without naming the source twice when the message already starts with it."""
+    return message if message.startswith(src) else f"{src}: {message}"
 
 
 def stream_json(tracker: object, sources: list[str]) -> int:

@@ -108,6 +108,7 @@ def test_each_error_is_printed_once(doubles, tmp_path, capsys):
     assert main(["track", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.count("missing.mp4: video file not found") == 1
+    assert err.count("missing.mp4") == 1  # not "FAILED x.mp4: x.mp4: ..."
     assert main(["detect", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "p.json")]) == 1
     assert capsys.readouterr().err.count("missing.jpg") == 1
 
