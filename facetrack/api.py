@@ -128,20 +128,35 @@ def resolve_detector(detector: Any = None) -> Any:
     return build_detector(detector or DEFAULT_DETECTOR)
 
 
+def _resolve_packaged(value: Any, loader: Any, usable: str, missing: str) -> Any:
+    """``value`` if it already has ``usable`` (or is None); the packaged file for "default" (None with a warning
+    when absent); otherwise ``loader(value)``, a path."""
+    if value is None or hasattr(value, usable):
+        return value
+    if isinstance(value, str) and value == "default":
+        found = loader()
+        if found is None:
+            warnings.warn(missing, RuntimeWarning, stacklevel=4)
+        return found
+    return loader(value)
+
+
 def resolve_validator(validator: Any = "default") -> Any:
     """The face validator: ``"default"`` (packaged weights, warning and confidence-only when absent), a
     weights path, an object with ``score(image, landmarks)``, or None (landmark confidences only)."""
     from facetrack.tracking.validator import load_validator
 
-    if validator is None or hasattr(validator, "score"):
-        return validator
-    if validator == "default":
-        found = load_validator()
-        if found is None:
-            warnings.warn("face validator weights are missing: tracks are validated by landmark confidences only",
-                          RuntimeWarning, stacklevel=3)
-        return found
-    return load_validator(validator)
+    return _resolve_packaged(validator, load_validator, "score",
+                             "face validator weights are missing: tracks are validated by landmark confidences only")
+
+
+def resolve_shape_check(check: Any = "default") -> Any:
+    """The tracker's shape plausibility check: "default" (packaged; off with a warning when absent), a path, a
+    ``ShapeCheck`` (anything callable on a list of shapes), or None (off)."""
+    from facetrack.tracking.plausibility import load_shape_check
+
+    return _resolve_packaged(check, load_shape_check, "__call__",
+                             "the shape check's model is missing: tracks are not checked for face-like shapes")
 
 
 def iterate_frames(source: Any, color: str = "bgr") -> tuple[Iterator[tuple[int, float, np.ndarray]], Any]:
@@ -281,14 +296,16 @@ class Tracker:
     (``facetrack.tracking.smoothing``): True or "aligned" for the shape-aligned average, "one-euro", or a spec
     dict with its parameters; default "aligned", None or False: the model's raw output; ``flip``: test-time
     flip averaging (per-frame models only); ``max_faces``: track at most K faces, 0 (default) = every face;
-    ``device``: "cpu" (default) or one PyTorch here has, e.g. "cuda:0" (a clear ModelError otherwise).
-    Remaining keywords go to ``TrackerConfig``.
+    ``device``: "cpu" (default) or one PyTorch here has, e.g. "cuda:0" (a clear ModelError otherwise);
+    ``shape_check``: "default" (the packaged shape-space check, ``facetrack.tracking.plausibility``), a path, a
+    ``ShapeCheck`` or None (off).
+    Remaining keywords go to ``TrackerConfig`` (e.g. ``verify_every``: re-check faces against the detector).
     """
 
     def __init__(self, model: Any = None, detector: Any = None, detect_every: int = 0, max_faces: int = 0,
                  smoothing: bool | str | dict[str, Any] | None = "aligned", validator: Any = "default",
                  refine: int = REFINE, device: str = "cpu", runtime: str = "auto", flip: bool = False,
-                 **config: Any) -> None:
+                 shape_check: Any = "default", **config: Any) -> None:
         self.config = TrackerConfig(detect_every=detect_every, max_faces=max_faces,
                                     smoothing=smoothing, **config)
         check_device(device)
@@ -296,6 +313,7 @@ class Tracker:
                                      flip=flip)
         self.detector = resolve_detector(detector)
         self.validator = resolve_validator(validator)
+        self.shape_check = resolve_shape_check(shape_check)
         self.stats = TrackerStats()
         self.truncated = False
 
@@ -320,7 +338,7 @@ class Tracker:
         iterable of frames (paths, PIL images, arrays); ``color``: channel order of the arrays ("bgr" or "rgb");
         ``boxes``: the faces of the first frame as [x0, y0, x1, y1] (the detector is not run on it)."""
         detector = self.detector if boxes is None else _FirstFrameBoxes(self.detector, boxes)
-        tracker = FaceTracker(self.engine, detector, self.validator, self.config)
+        tracker = FaceTracker(self.engine, detector, self.validator, self.config, self.shape_check)
         self.stats = tracker.stats
         self.truncated = False
         frames, opened = iterate_frames(source, color)

@@ -28,7 +28,7 @@ from facetrack.schemes import get_scheme
 
 # A fresh face whose first landmarks have a mean confidence below this is also tried turned by 90, 180 and 270
 # degrees, and the most confident turn is kept (benchmarks/README.md, "Rolled faces").
-ORIENTATION_CHECK = 0.5
+ORIENTATION_CHECK = 0.6
 
 
 @dataclass

@@ -24,6 +24,7 @@ import numpy as np
 from facetrack.tracking.association import Identities, box_iou
 from facetrack.tracking.detectors.base import FaceDetector
 from facetrack.tracking.engine import FaceEstimate, LandmarkEngine
+from facetrack.tracking.plausibility import ShapeCheck
 from facetrack.tracking.smoothing import make_filter, smoothing_params
 
 logger = logging.getLogger(__name__)
@@ -47,14 +48,24 @@ class TrackerConfig:
     reid_gap: int = 15  # frames a lost face keeps its id while waiting for a nearby detection
     confidence_weight: float = 0.5  # exponent of the mean landmark confidence in the combined score
     match_iou: float = 0.3  # a detection overlapping a tracked face this much is that face
+    # re-check tracked faces against the detector every N frames (0 = never): a face whose landmark box no
+    # overlapping detection matches (IoU >= support_iou) at verify_misses checks in a row is re-detected
+    verify_every: int = 5
+    verify_misses: int = 2
+    support_iou: float = 0.5
+    # with no face tracked or waiting, run the detector on one frame in N (a face that enters is found within
+    # N - 1 frames; face-free video costs 1/N of the detector)
+    idle_detect_every: int = 3
     # output filter (facetrack.tracking.smoothing.smoothing_params: True, a method name or a spec); None = off
     smoothing: bool | str | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.max_faces < 0:
             raise ValueError(f"max_faces must be >= 0 (0 = all faces), got {self.max_faces}")
-        if self.detect_every < 0:
-            raise ValueError(f"detect_every must be >= 0, got {self.detect_every}")
+        if self.detect_every < 0 or self.verify_every < 0:
+            raise ValueError(f"detect_every and verify_every must be >= 0, got {self.detect_every}, {self.verify_every}")
+        if self.verify_misses < 1 or self.idle_detect_every < 1 or not 0.0 < self.support_iou <= 1.0:
+            raise ValueError("verify_misses and idle_detect_every must be >= 1 and support_iou in (0, 1]")
         if not 0.0 <= self.confidence_weight <= 1.0:
             raise ValueError(f"confidence_weight must be in [0, 1], got {self.confidence_weight}")
         if self.reid_gap < 0 or self.min_face < 0 or self.redetect_ratio <= 0:
@@ -81,6 +92,7 @@ class _Track:
     score: float
     started: int
     smoother: Callable[[np.ndarray, float], np.ndarray] | None = None
+    unsupported: int = 0  # detector checks in a row that did not support this face
 
 
 @dataclass
@@ -94,6 +106,8 @@ class TrackerStats:
     tracks_started: int = 0
     tracks_lost: int = 0
     reidentified: int = 0
+    implausible: int = 0  # estimates failed by the shape check
+    unsupported: int = 0  # tracks re-detected because the detector did not support them
     track_ids: set[int] = field(default_factory=set)
 
 
@@ -117,10 +131,11 @@ class FaceTracker:
     """The stateful loop: ``update(frame, time_s)`` -> the faces on that frame. One instance per video."""
 
     def __init__(self, engine: LandmarkEngine, detector: FaceDetector, validator: Validator | None = None,
-                 config: TrackerConfig | None = None) -> None:
+                 config: TrackerConfig | None = None, shape_check: ShapeCheck | None = None) -> None:
         self.engine = engine
         self.detector = detector
         self.validator = validator
+        self.shape_check = shape_check
         self.config = config or TrackerConfig()
         self.reset()
 
@@ -130,6 +145,7 @@ class FaceTracker:
         self.identities = Identities(reid_gap=self.config.reid_gap, max_ratio=self.config.redetect_ratio)
         self.stats = TrackerStats()
         self.timings = {"detection": 0.0, "landmarks": 0.0}  # ms spent on the last frame
+        self._idle = 0  # frames in a row with no face tracked or waiting
 
     # -------------------------------------------------------------------------------------------- helpers
 
@@ -137,7 +153,12 @@ class FaceTracker:
         if not estimates:
             return np.zeros(0)
         p_face = None if self.validator is None else self.validator.score(image, [e.landmarks for e in estimates])
-        return combined_score(p_face, [e.confidences for e in estimates], self.config.confidence_weight)
+        scores = combined_score(p_face, [e.confidences for e in estimates], self.config.confidence_weight)
+        if self.shape_check is not None:
+            face_like = self.shape_check([e.landmarks for e in estimates])
+            self.stats.implausible += int((~face_like).sum())
+            scores = np.where(face_like, scores, 0.0)
+        return scores
 
     def _plausible(self, estimate: FaceEstimate, width: int, height: int) -> bool:
         """Landmarks that are finite, of a trackable size, with their centre inside the frame."""
@@ -219,14 +240,20 @@ class FaceTracker:
         kept = self._drop_duplicates(kept, frame)
         t1 = time.perf_counter()
 
-        # 2. Detect when needed (lines 3-10), re-initialise waiting faces, start new ones.
+        # 2. Detect when needed (lines 3-10), re-check tracked faces, re-initialise waiting faces, start new ones.
         self.identities.expire(frame)
         periodic = cfg.detect_every > 0 and frame % cfg.detect_every == 0 and (
             cfg.max_faces == 0 or len(kept) < cfg.max_faces)
+        verify = bool(kept) and cfg.verify_every > 0 and frame % cfg.verify_every == 0
+        waiting = self.identities.waiting() > 0
+        self._idle = 0 if kept or waiting else self._idle + 1
+        idle_turn = not kept and not waiting and (self._idle - 1) % cfg.idle_detect_every == 0
         detect_time = 0.0
-        if frame == 0 or not kept or self.identities.waiting() > 0 or periodic:
+        if frame == 0 or waiting or periodic or verify or idle_turn:
             boxes, det_scores, points5 = self._detect(image)
             detect_time = time.perf_counter() - t1
+            if verify:
+                kept = self._verify(kept, boxes, frame)
             free = ~self._on_tracked_face(boxes, kept)
             boxes, det_scores = boxes[free], det_scores[free]
             points5 = None if points5 is None else points5[free]
@@ -269,6 +296,28 @@ class FaceTracker:
             self.stats.track_ids.add(track_id)
             started.append(_Track(track_id, est, float(score), frame, self._smoother()))
         return started
+
+    def _verify(self, kept: list[_Track], boxes: np.ndarray, frame: int) -> list[_Track]:
+        """Tracks the detector still supports. A detection overlapping a face without matching its landmark box
+        (IoU below ``support_iou``: the shape spans two faces, or sits half off its face) counts against it; no
+        overlapping detection at all (a face the detector cannot see, e.g. rolled or blurred) counts neither way."""
+        if not kept:
+            return kept
+        extents = np.stack([t.estimate.extent for t in kept])
+        iou = box_iou(boxes, extents) if len(boxes) else np.zeros((0, len(kept)))
+        out = []
+        for j, track in enumerate(kept):
+            best = float(iou[:, j].max()) if len(boxes) else 0.0
+            if best >= self.config.support_iou:
+                track.unsupported = 0
+            elif best > 0.0:
+                track.unsupported += 1
+            if track.unsupported >= self.config.verify_misses:
+                self.stats.unsupported += 1
+                self._lose(track, frame)
+                continue
+            out.append(track)
+        return out
 
     def _lose(self, track: _Track, frame: int) -> None:
         self.stats.tracks_lost += 1

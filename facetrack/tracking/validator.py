@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from facetrack.data.transforms import apply_affine, box_from_landmarks, crop_matrix, warp
+from facetrack.data.transforms import apply_affine, crop_matrix, face_roll, upright_box, warp
 from facetrack.errors import ModelError
+from facetrack.schemes import IBUG68
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +54,20 @@ class FaceValidatorNet(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
-def validator_crop(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+def validator_crop(image: np.ndarray, landmarks: np.ndarray, upright: bool = False) -> np.ndarray:
     """(64, 64, 4) uint8: the BGR crop around the landmark extent and the landmarks drawn as a 4th channel.
 
-    The same function builds training samples and inference inputs, so both see identical geometry.
+    The same function builds training samples and inference inputs, so both see identical geometry. ``upright``:
+    the crop is turned by the landmarks' roll (iBUG-68 shapes), as the landmark crops are, so a face lying
+    sideways is judged like an upright one and landmarks turned against their face stand out.
     """
     points = np.asarray(landmarks, dtype=np.float64)
-    box = box_from_landmarks(points)
+    roll = face_roll(points, IBUG68) if upright and len(points) == IBUG68.num_points else 0.0
+    box = upright_box(points, roll)
     side = max(box[2] - box[0], box[3] - box[1])
     if not math.isfinite(side) or side < 1e-3:
         box = np.concatenate([box[:2] - 0.5, box[2:] + 0.5])
-    matrix = crop_matrix(box, INPUT_SIZE, CROP_SCALE)
+    matrix = crop_matrix(box, INPUT_SIZE, CROP_SCALE, roll)
     crop = warp(image, matrix, INPUT_SIZE)
     mask = np.zeros((INPUT_SIZE, INPUT_SIZE), np.uint8)
     shift = 4
@@ -85,16 +89,18 @@ class FaceValidator:
     def __init__(self, net: FaceValidatorNet, card: dict[str, Any] | None = None) -> None:
         self.net = net.eval()
         self.card = card or {}
+        self.upright = bool(self.card.get("crop", {}).get("upright", False))
 
     @torch.inference_mode()
     def score(self, image: np.ndarray, landmarks: Sequence[np.ndarray]) -> np.ndarray:
         if len(landmarks) == 0:
             return np.zeros(0)
-        crops = np.stack([validator_crop(image, p) for p in landmarks])
+        crops = np.stack([validator_crop(image, p, self.upright) for p in landmarks])
         return torch.sigmoid(self.net(to_tensor(crops))).numpy().astype(np.float64)
 
 
-def save_validator(net: FaceValidatorNet, path: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
+def save_validator(net: FaceValidatorNet, path: str | Path, card: dict[str, Any],
+                   upright: bool = False) -> tuple[Path, Path]:
     """Write PATH.safetensors and PATH.json (architecture, config, crop policy, data, metrics)."""
     from safetensors.torch import save_file
 
@@ -103,7 +109,7 @@ def save_validator(net: FaceValidatorNet, path: str | Path, card: dict[str, Any]
     weights, card_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(weights), metadata={"arch": ARCH})
     weights.chmod(0o644)  # safetensors writes 0600; packaged weights must be readable by every user
-    full = {"arch": ARCH, "config": net.config, "input_size": INPUT_SIZE, "crop": {"scale": CROP_SCALE},
+    full = {"arch": ARCH, "config": net.config, "input_size": INPUT_SIZE, "crop": {"scale": CROP_SCALE, "upright": upright},
             "weights": weights.name, **card}
     card_path.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
     return weights, card_path

@@ -289,3 +289,49 @@ def test_crop_of_a_real_300w_face(shared_data):
     result = Augmenter()(image, points, None, IBUG68, np.random.default_rng(0))
     assert np.abs(apply_affine(result.points[np.argsort(result.order)], invert_affine(result.matrix))
                   - points).max() < 0.01
+
+
+def _turned(points: np.ndarray, degrees: float) -> np.ndarray:
+    """Points turned about their centroid counter-clockwise on screen (cv2.getRotationMatrix2D's sense)."""
+    centre = points.mean(axis=0)
+    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), degrees, 1.0)
+    return apply_affine(points, matrix)
+
+
+@pytest.mark.parametrize("turn", [0.0, 30.0, -75.0, 90.0, 180.0])
+def test_roll_aware_crop_of_a_turned_face_is_the_upright_crop(turn):
+    from facetrack.data.transforms import FIVE_POINT_TEMPLATE, face_roll, roll_from_points5, upright_box
+
+    upright = face_like_points(np.random.default_rng(1))
+    upright[[36, 39, 42, 45]] = [[170, 140], [190, 141], [210, 141], [230, 140]]
+    points = _turned(upright, turn)
+    roll = face_roll(points, IBUG68)
+    assert abs(((roll - face_roll(upright, IBUG68) + turn + 180) % 360) - 180) < 1e-6  # the turn, undone
+    assert abs(roll_from_points5(_turned(FIVE_POINT_TEMPLATE, turn)) + turn) < 1e-6
+    crop = apply_affine(points, crop_matrix(upright_box(points, roll), 96, 1.25, roll))
+    reference = apply_affine(upright, crop_matrix(upright_box(upright, face_roll(upright, IBUG68)), 96, 1.25,
+                                                   face_roll(upright, IBUG68)))
+    np.testing.assert_allclose(crop, reference, atol=1e-6)
+
+
+def test_next_roll_averages_small_turns_and_follows_large_ones():
+    smoothing = CropSmoothing()
+    assert smoothing.next_roll(10.0, 12.0) == pytest.approx(11.0)  # noise: half way
+    assert smoothing.next_roll(10.0, 40.0) == pytest.approx(40.0)  # a real turn: at once
+    assert smoothing.next_roll(179.0, -179.0) == pytest.approx(-180.0)  # through the wrap-around, not back
+    with pytest.raises(ValueError):
+        CropSmoothing(roll_follow=0.0)
+
+
+def test_upright_augmenter_turns_about_the_face_own_roll():
+    from facetrack.data.transforms import face_roll
+
+    points = _turned(face_like_points(np.random.default_rng(2)), 70.0)
+    image = np.zeros((400, 400, 3), np.uint8)
+    plain = Augmenter(out_size=64, rotation=0.0, scale_range=(1.0, 1.0), shift=0.0, flip_prob=0.0,
+                      occlusion_prob=0.0, **NO_COLOUR)
+    upright = Augmenter(out_size=64, rotation=0.0, scale_range=(1.0, 1.0), shift=0.0, flip_prob=0.0,
+                        occlusion_prob=0.0, upright=True, **NO_COLOUR)
+    rng = np.random.default_rng(0)
+    assert abs(face_roll(plain(image, points, None, IBUG68, rng).points, IBUG68)) > 45
+    assert abs(face_roll(upright(image, points, None, IBUG68, rng).points, IBUG68)) < 1e-6

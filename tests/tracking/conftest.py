@@ -14,14 +14,25 @@ import torch
 
 from facetrack.landmarker import Landmarker
 from facetrack.models.base import LandmarkModel
+from facetrack.data.transforms import face_roll
+from facetrack.schemes import get_scheme
 from facetrack.tracking.engine import LandmarkerEngine
+from facetrack.tracking.plausibility import load_shape_check
 
 N_POINTS = 68
-# Landmark template in the unit square: a ring of 17 points and 51 inside, spanning the blob's box exactly.
-_angles = np.linspace(0, 2 * np.pi, 17, endpoint=False)
-_ring = np.stack([0.5 + 0.5 * np.cos(_angles), 0.5 + 0.5 * np.sin(_angles)], axis=1)
-_grid = np.stack(np.meshgrid(np.linspace(0.3, 0.7, 17), np.linspace(0.35, 0.65, 3)), axis=-1).reshape(-1, 2)
-TEMPLATE = np.concatenate([_ring, _grid])[:N_POINTS]
+# Landmark template in the unit square: the packaged shape check's mean face, spanning the blob's box exactly, so
+# the doubles' shapes are face-like (the tracker's shape check passes them) and upright (roll 0).
+def _upright_unit_face() -> np.ndarray:
+    shape = load_shape_check().model.mean
+    for _ in range(5):  # turn to roll 0 and stretch onto the unit square until both hold
+        shape = (shape - shape.min(axis=0)) / np.ptp(shape, axis=0)
+        a = np.radians(face_roll(shape, get_scheme("ibug68")))
+        shape = shape @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]).T
+    return (shape - shape.min(axis=0)) / np.ptp(shape, axis=0)
+
+
+TEMPLATE = _upright_unit_face()
+assert abs(face_roll(TEMPLATE, get_scheme("ibug68"))) < 1e-3
 assert TEMPLATE.shape == (N_POINTS, 2)
 BACKGROUND = 40
 

@@ -39,3 +39,29 @@ def test_reset_drops_state():
     from facetrack.tracking.engine import LandmarkerEngine
 
     assert LandmarkerEngine.reset(None, est).state is None  # type: ignore[arg-type]
+
+
+def test_unsure_first_pass_tries_the_other_quarter_turns(fakes):
+    """A face lying upside down with the detector's points read as if upright (what RetinaFace does)."""
+
+    class UprightOnly:
+        """Confident only when the crop is turned by about 180 degrees (the face in the frame is upside down)."""
+
+        def __init__(self, landmarker):
+            self.inner, self.rolls = landmarker, []
+            self.model, self.refine, self.name = landmarker.model, landmarker.refine, landmarker.name
+            self.scheme, self.num_points = landmarker.scheme, landmarker.num_points
+
+        def predict_boxes(self, image, boxes, rolls=None):
+            points, conf = self.inner.predict_boxes(image, boxes, rolls)
+            rolls = np.zeros(len(boxes)) if rolls is None else np.asarray(rolls)
+            self.rolls.append(rolls.copy())
+            conf = conf * (np.abs((rolls + 180.0) % 360.0 - 180.0) > 150)[:, None]
+            return points, conf
+
+    engine = fakes.blob_engine(refine=1)
+    engine.landmarker = UprightOnly(engine.landmarker)
+    frame = fakes.draw_frame((300, 200), [(150, 100, 30)])
+    engine.start(frame, [fakes.blob_box(150, 100, 30)], np.array([fakes.TEMPLATE[[36, 45, 30, 48, 54]] * 60 + 120]))
+    first, tried = engine.landmarker.rolls[:2]
+    assert len(first) == 1 and sorted(np.round(tried) % 360) == sorted(np.round(first[0] + [90, 180, 270]) % 360)

@@ -9,6 +9,8 @@ SIZE = (320, 200)
 
 
 def run(fakes, frames, **config):
+    # the original loop: detection only when needed (the re-check and idle cadence have tests of their own)
+    config = {"verify_every": 0, "idle_detect_every": 1, **config}
     detector = fakes.BlobDetector()
     engine = fakes.blob_engine()
     tracker = FaceTracker(engine, detector, None, TrackerConfig(**config))
@@ -162,3 +164,65 @@ def test_combined_score_needs_both(fakes):
     np.testing.assert_allclose(combined_score(np.array([0.04, 1.0, 1.0]), conf, 0.5), [0.2, 0.2, 0.0])
     with pytest.raises(ValueError):
         TrackerConfig(max_faces=-1)
+
+
+class _Drifting:
+    """Wraps an engine: from frame ``after`` on, every stepped shape is ``distort``-ed (a tracker gone wrong)."""
+
+    def __init__(self, engine, distort, after: int = 3) -> None:
+        self.engine, self.distort, self.after, self.steps = engine, distort, after, 0
+        self.name, self.scheme, self.num_points = engine.name, engine.scheme, engine.num_points
+
+    def start(self, image, boxes, points5=None):
+        return self.engine.start(image, boxes, points5)
+
+    def step(self, image, previous):
+        self.steps += 1
+        out = self.engine.step(image, previous)
+        if self.steps >= self.after:
+            for est in out:
+                est.landmarks = self.distort(est.landmarks)
+        return out
+
+    def reset(self, estimate):
+        return self.engine.reset(estimate)
+
+
+def _stretch(points):
+    centre = points.mean(axis=0)
+    return (points - centre) * np.array([2.2, 1.0]) + centre  # over the face and its neighbour's place
+
+
+def test_a_face_the_detector_no_longer_supports_is_redetected(fakes):
+    frames = fakes.moving_video(30, SIZE, [lambda t: (160, 100)])
+    detector = fakes.BlobDetector()
+    engine = _Drifting(fakes.blob_engine(), _stretch, after=3)
+    tracker = FaceTracker(engine, detector, None, TrackerConfig(verify_every=5, verify_misses=2))
+    results = [tracker.update(f, t / 30) for t, f in enumerate(frames)]
+    assert tracker.stats.unsupported >= 2  # lost at the second unsupported check, restarted, lost again...
+    assert {f[0].track_id for f in results if f} == {0}  # ...under its old id (CRCT Eq. 8)
+    # without the re-check the stretched shape would have been kept on every frame
+    engine = _Drifting(fakes.blob_engine(), _stretch, after=3)
+    quiet = FaceTracker(engine, fakes.BlobDetector(), None, TrackerConfig(verify_every=0))
+    assert all(len(quiet.update(f, 0.0)) == 1 for f in frames) and quiet.stats.unsupported == 0
+
+
+def test_shape_check_fails_a_scattered_shape(fakes):
+    from facetrack.tracking.plausibility import load_shape_check
+
+    frames = fakes.moving_video(8, SIZE, [lambda t: (160, 100)])
+    scatter = lambda p: p + np.random.default_rng(0).normal(0, 12, p.shape)  # noqa: E731
+    engine = _Drifting(fakes.blob_engine(), scatter, after=3)
+    tracker = FaceTracker(engine, fakes.BlobDetector(), None, TrackerConfig(verify_every=0), load_shape_check())
+    results = [tracker.update(f, 0.0) for f in frames]
+    assert len(results[1]) == 1  # the undistorted template is face-like
+    assert tracker.stats.implausible > 0 and tracker.stats.tracks_lost > 0
+
+
+def test_face_free_frames_run_the_detector_at_the_idle_cadence(fakes):
+    enters = 13
+    frames = fakes.moving_video(20, SIZE, [lambda t: (160, 100) if t >= enters else None])
+    results, tracker, detector, _ = run(fakes, frames, idle_detect_every=4)
+    assert detector.calls <= 1 + enters // 4 + 2
+    found = next(t for t, f in enumerate(results) if f)
+    assert enters <= found <= enters + 3  # picked up within idle_detect_every - 1 frames

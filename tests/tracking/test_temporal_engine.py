@@ -170,7 +170,7 @@ def test_both_temporal_models_run_inside_the_tracker_from_weight_files(arch, fak
     save_model(build_model(arch, encoder=ENCODER, **extra), tmp_path / "temporal")
     # untrained weights: keep every track (the geometry and the state, not the accuracy, are under test)
     tracker = Tracker(model=tmp_path / "temporal.safetensors", detector=fakes.BlobDetector(), validator=None,
-                      keep_threshold=0.0)
+                      shape_check=None, keep_threshold=0.0, verify_every=0, max_faces=1)
     assert isinstance(tracker.engine, TemporalEngine)
     path = lambda t: (150 + 2 * t, 100)  # noqa: E731
     results = list(tracker.track(fakes.moving_video(8, SIZE, [path])))

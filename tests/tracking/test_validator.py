@@ -83,3 +83,22 @@ def test_packaged_validator_separates_held_out_faces(shared_data):
         neg += list(validator.score(image, [rotated, corner]))
     assert np.mean(np.array(pos) > 0.5) > 0.85
     assert np.mean(np.array(neg) < 0.5) > 0.85
+
+
+def test_upright_crop_judges_a_turned_face_like_an_upright_one(rng):
+    import cv2
+
+    from facetrack.data.transforms import apply_affine
+
+    image = np.zeros((300, 300, 3), np.uint8)
+    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    points = np.stack([150 + 40 * np.cos(t), 150 + 50 * np.sin(t)], axis=1)
+    points[36:42], points[42:48] = [130, 130], [170, 130]  # eyes above the mouth corners: an upright face
+    points[30], points[48], points[54] = [150, 150], [135, 175], [165, 175]
+    cv2.circle(image, (130, 130), 6, (255, 255, 255), -1)
+    turn = cv2.getRotationMatrix2D((150.0, 150.0), 90.0, 1.0)
+    turned, turned_points = cv2.warpAffine(image, turn, (300, 300)), apply_affine(points, turn)
+    a = fv.validator_crop(image, points, upright=True).astype(int)
+    b = fv.validator_crop(turned, turned_points, upright=True).astype(int)
+    assert np.abs(a - b).mean() < 3  # the same crop, up to resampling
+    assert np.abs(fv.validator_crop(turned, turned_points).astype(int) - a).mean() > 3  # unturned: differs
