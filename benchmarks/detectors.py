@@ -36,6 +36,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facetrack.geometry import box_from_points, box_iou
+
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "mtcnn": ("mtcnn", {}),
     "mtcnn@40": ("mtcnn", {"min_size": 40}),
@@ -58,14 +60,12 @@ def crop_square(box: np.ndarray) -> np.ndarray:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    from facetrack.geometry import box_iou
-
     return float(box_iou(a, b)[0, 0])
 
 
 def match(boxes: np.ndarray, points: np.ndarray) -> dict[str, Any]:
     """Whether any detection finds the face of ``points`` by criterion (a) crop IoU, (b) centroid + size."""
-    extent = np.concatenate([points.min(0), points.max(0)])
+    extent = box_from_points(points)
     gt_crop = crop_square(extent)
     centroid = points.mean(0)
     gt_size = np.sqrt((extent[2] - extent[0]) * (extent[3] - extent[1]))

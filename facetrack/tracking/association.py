@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from facetrack.geometry import box_iou
+from facetrack.geometry import box_iou, greedy_match
 
 
 def distance_ratio(previous: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -75,17 +75,8 @@ class Identities:
         if len(detections) == 0 or not self.lost:
             return {}
         ratios = np.stack([distance_ratio(face.box, detections) for face in self.lost])  # (L, M)
-        pairs: dict[int, int] = {}
-        taken_faces: set[int] = set()
-        for flat in np.argsort(ratios, axis=None):
-            i, j = np.unravel_index(flat, ratios.shape)
-            if ratios[i, j] >= self.max_ratio:
-                break
-            if int(i) in taken_faces or int(j) in pairs:
-                continue
-            pairs[int(j)] = self.lost[int(i)].track_id
-            taken_faces.add(int(i))
-        return pairs
+        # nearest first: greedy on the negated ratios, stopping at max_ratio
+        return {j: self.lost[i].track_id for i, j in greedy_match(-ratios, -self.max_ratio, inclusive=False)}
 
     def forget(self, track_id: int) -> None:
         """Take a re-identified face off the waiting list."""
