@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrack.data.sample import FaceSample
-from facetrack.errors import DataError
+from facetrack.errors import DataError, read_text
 from facetrack.io.pts import read_pts
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 def read_csv_rows(path: str | Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     """Rows of a CSV whose header starts with ``columns`` (further columns are kept); DataError names the line."""
     path = Path(path)
-    try:
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"cannot read ({exc})") from None
+    rows = list(csv.reader(read_text(path, "file not found", "cannot read").splitlines()))
     if not rows or tuple(c.strip() for c in rows[0][: len(columns)]) != columns:
         raise DataError(path, f"expected a header starting with {','.join(columns)}", 1)
     header = [c.strip() for c in rows[0]]
@@ -42,6 +37,16 @@ def read_csv_rows(path: str | Path, columns: tuple[str, ...]) -> list[dict[str, 
             raise DataError(path, f"expected {len(header)} columns, got {len(row)}", line_no)
         out.append({k: v.strip() for k, v in zip(header, row)})
     return out
+
+
+def crops_root(root: str | Path, split: str, splits: tuple[str, ...], dataset: str) -> Path:
+    """The dataset folder, after checking the split name (ValueError) and that the folder exists (DataError)."""
+    if split not in splits:
+        raise ValueError(f"unknown {dataset} split {split!r}; known: {', '.join(splits)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, f"{dataset} folder not found")
+    return root
 
 
 def read_dropped(root: str | Path) -> dict[str, str]:

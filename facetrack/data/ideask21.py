@@ -19,10 +19,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from facetrack.data.catalog import DatasetSpec, HeldOut, register_dataset
-from facetrack.data.crops import load_crops
+from facetrack.data.crops import crops_root, load_crops
 from facetrack.data.sample import FaceSample
 from facetrack.data.w300 import read_manifest
-from facetrack.errors import DataError
 
 NUM_POINTS = 21
 CROP_SIZE = 256
@@ -42,11 +41,7 @@ def source_box(size: int = CROP_SIZE) -> np.ndarray:
 
 def load_ideask21(root: str | Path, split: str = "all", skip_invalid: bool = False) -> list[FaceSample]:
     """The faces of ``split``: ``"all"`` or one source folder (``"I"``, ``"II"``), in manifest order."""
-    root = Path(root)
-    if split not in SPLITS:
-        raise ValueError(f"unknown ideask21 split {split!r}; known: {', '.join(SPLITS)}")
-    if not root.is_dir():
-        raise DataError(root, "ideask21 folder not found")
+    root = crops_root(root, split, SPLITS, "ideask21")
     manifest = read_manifest(root / "manifest.csv")
     names = [c for c in manifest if split == "all" or c.split("/", 1)[0] == split]
     box = source_box()

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from facetrack.data.catalog import DatasetSpec, HeldOut, register_dataset
-from facetrack.data.crops import load_crops, read_csv_rows
+from facetrack.data.crops import crops_root, load_crops, read_csv_rows
 from facetrack.data.sample import FaceSample
 from facetrack.errors import DataError
 
@@ -44,11 +44,7 @@ def subject_of(crop: str) -> str:
 def load_mtfl5(root: str | Path, split: str = "test", skip_invalid: bool = False) -> list[FaceSample]:
     """The faces of ``split``: MTFL's ``"train"`` or ``"test"`` (``split.csv``), ``"all"`` (both), or one
     folder (``"lfw_5590"``, ``"net_7876"``, ``"AFLW"``), in ``split.csv`` order."""
-    root = Path(root)
-    if split not in SPLITS:
-        raise ValueError(f"unknown mtfl5 split {split!r}; known: {', '.join(SPLITS)}")
-    if not root.is_dir():
-        raise DataError(root, "mtfl5 folder not found")
+    root = crops_root(root, split, SPLITS, "mtfl5")
     rows = read_csv_rows(root / "split.csv", ("crop", "split"))
     bad = next((i for i, r in enumerate(rows) if r["split"] not in SOURCE_SPLITS), None)
     if bad is not None:

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from facetrack.data.sample import FaceSample
 from facetrack.data.transforms import CropSmoothing, apply_affine, box_from_landmarks, crop_matrix, warp
-from facetrack.errors import DataError
+from facetrack.errors import DataError, read_json
 
 log = logging.getLogger(__name__)
 
@@ -379,12 +379,8 @@ def build_feature_cache(dataset: ClipDataset, encoder: Any, folder: str | Path, 
 def read_cache_meta(folder: str | Path) -> dict[str, Any]:
     """The ``cache.json`` of a finished feature cache (DataError if missing or not a cache)."""
     path = Path(folder) / "cache.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "no finished feature cache here (build it with build_feature_cache)") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the feature cache record ({exc})") from None
+    record = read_json(path, "no finished feature cache here (build it with build_feature_cache)",
+                       "cannot read the feature cache record")
     if not isinstance(record, dict) or record.get("format") != CACHE_FORMAT:
         raise DataError(path, f"not a {CACHE_FORMAT} record")
     return record

@@ -19,7 +19,7 @@ import numpy as np
 
 from facetrack.data.catalog import DatasetSpec, HeldOut, register_dataset
 from facetrack.data.sample import FaceSample
-from facetrack.errors import DataError
+from facetrack.errors import DataError, read_text
 from facetrack.geometry import box_from_points
 from facetrack.io.pts import read_pts
 
@@ -77,12 +77,7 @@ def read_manifest(path: str | Path) -> dict[str, ManifestEntry]:
     DataError naming the line of any malformed row.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "manifest file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"cannot read manifest ({exc})") from None
+    text = read_text(path, "manifest file not found", "cannot read manifest")
     entries: dict[str, ManifestEntry] = {}
     extra_names: list[str] = []
     for line_no, row in enumerate(csv.reader(text.splitlines()), start=1):

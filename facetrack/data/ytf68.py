@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from facetrack.data.catalog import DatasetSpec, HeldOut, register_dataset
-from facetrack.data.crops import load_crops
+from facetrack.data.crops import crops_root, load_crops
 from facetrack.data.sample import FaceSample
 from facetrack.data.w300 import read_manifest
 from facetrack.errors import DataError
@@ -34,11 +34,7 @@ def person_of(clip: str) -> str:
 def load_ytf68(root: str | Path, split: str = "all", skip_invalid: bool = False) -> list[FaceSample]:
     """The faces of ``split``: ``"all"``, ``"source_train"`` or ``"source_test"`` (the source's folders, which
     share people), in manifest order. Each face's ``attributes`` hold ``frame`` (0-2 within its clip)."""
-    root = Path(root)
-    if split not in SPLITS:
-        raise ValueError(f"unknown ytf68 split {split!r}; known: {', '.join(SPLITS)}")
-    if not root.is_dir():
-        raise DataError(root, "ytf68 folder not found")
+    root = crops_root(root, split, SPLITS, "ytf68")
     manifest = read_manifest(root / "manifest.csv")
     missing = next((c for c, e in manifest.items() if not {"clip", "split"} <= set(e.extra)), None)
     if missing is not None:

@@ -2,14 +2,13 @@
 layout), joining video results, and the names of table rows."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from facetrack.errors import DataError
+from facetrack.errors import DataError, read_json
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -107,12 +106,7 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def read_video_result(path: str | Path) -> dict[str, Any]:
     """A RESULT.json written by ``facetrack evaluate --video``."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "result file not found") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(path, f"not a JSON result ({exc})") from None
+    data = read_json(path, "result file not found", "not a JSON result")
     if not isinstance(data, dict) or data.get("kind") != "video":
         raise DataError(path, "not a video RESULT.json of 'facetrack evaluate --video'")
     return data

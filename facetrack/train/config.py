@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from facetrack.data.transforms import Augmenter
-from facetrack.errors import DataError
+from facetrack.errors import DataError, read_text
 
 Schedule = Literal["none", "cosine", "step"]
 Resume = Literal["never", "auto"]
@@ -145,12 +145,7 @@ def _plain(value: Any) -> Any:
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> TrainConfig:
     """Read a recipe and apply ``key.sub=value`` overrides (values parsed as YAML, then type-checked)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "training recipe not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"cannot read training recipe ({exc})") from None
+    text = read_text(path, "training recipe not found", "cannot read training recipe")
     try:
         raw = yaml.safe_load(text)
         lines = _key_lines(yaml.compose(text))
