@@ -158,3 +158,14 @@ def test_the_augment_section_names_exactly_the_augmenters_options() -> None:
     options = {f.name for f in dataclasses.fields(Augmenter)} - {"out_size", "scale"}  # set per recipe elsewhere
     assert set(section.augmenter_kwargs()) == options
     assert section.augmenter_kwargs() == {name: getattr(Augmenter(), name) for name in options}
+
+
+def test_recipe_kinds_pick_the_config_class_and_the_training_steps() -> None:
+    from facetrack.train.run import recipe_class, recipe_kind
+    from facetrack.train.temporal import TemporalTrainConfig
+
+    assert recipe_class({"data": {"dataset": "pseudo300w"}}) is TemporalTrainConfig
+    assert recipe_class({"data": {"dataset": "300vw"}}) is TemporalTrainConfig
+    assert recipe_class({"data": {"dataset": "shared300w"}}) is TrainConfig
+    assert recipe_kind(TrainConfig()).name == "frame"
+    assert recipe_kind(TemporalTrainConfig()).name == "temporal"
