@@ -103,3 +103,41 @@ def test_first_onnx_export_says_so(tmp_path, monkeypatch, capsys, tiny_aohr_conf
     assert re.search(r"facetrack: preparing \S+ for onnxruntime, once \(cached in .*\) \.\.\. \d+ s", first), first
     assert accelerate(model(), "onnx") == "onnx"  # the same weights: the cached graph, silently
     assert "preparing" not in capsys.readouterr().err
+
+
+SLIM_SCRIPT = """
+import sys
+for name in {blocked!r}:  # what a plain `pip install facetrack` does not bring
+    sys.modules[name] = None
+from facetrack.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not (PACKAGE / "weights" / "aohr-68.json").is_file(), reason="packaged weights absent")
+def test_inference_runs_on_the_slim_core(tmp_path):
+    """detect --render, track --render and models with the extras' packages made unimportable."""
+    import cv2
+    import numpy as np
+
+    blocked = ["lightning", "matplotlib", "skimage", "h5py", "pandas", "PIL", "imageio_ffmpeg"]
+    script = tmp_path / "slim.py"
+    script.write_text(SLIM_SCRIPT.format(blocked=blocked))
+    still = cv2.imread(str(PACKAGE / "assets" / "astronaut.png"))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        assert cv2.imwrite(str(frames / f"{i:03d}.png"), np.roll(still, 4 * i, axis=1))
+
+    def run(*argv):
+        done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    run("detect", str(frames / "000.png"), "--out", "pred.json", "--render", "drawn", "--runtime", "torch")
+    assert (tmp_path / "drawn" / "000.jpg").is_file() and (tmp_path / "pred.json").is_file()
+    run("track", str(frames), "--out", "tracked", "--render", "--runtime", "torch", "--no-progress")
+    assert (tmp_path / "tracked" / "overlay.mp4").is_file()
+    assert '"overlay_codec": "mp4v"' in (tmp_path / "tracked" / "summary.json").read_text()
+    assert "aohr-68" in run("models").stdout
