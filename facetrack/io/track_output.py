@@ -144,15 +144,26 @@ def plan(out_dir: str | Path, provenance: dict[str, Any], force: bool = False, r
 def _describe_difference(old: Any, new: dict[str, Any]) -> str:
     if not isinstance(old, dict):
         return "a run that recorded no provenance (an older facetrack, or another tool)"
-    for key in ("source", "model", "detector", "formats", "options"):
-        if old.get(key) != new.get(key):
-            a, b = old.get(key), new.get(key)
-            if key == "source" and isinstance(a, dict) and isinstance(b, dict) and a.get("path") == b.get("path"):
-                return f"another version of {b.get('path')} (size, time or content changed)"
-            if key == "source" and isinstance(a, dict):
-                return f"another source ({a.get('path', a)})"
-            return f"another {key} ({json.dumps(a)[:120]} instead of {json.dumps(b)[:120]})"
-    return "another run (different settings)"
+    a, b = old.get("source"), new.get("source")
+    if a != b:
+        if isinstance(a, dict) and isinstance(b, dict) and a.get("path") == b.get("path"):
+            return f"another version of {b.get('path')} (size, time or content changed)"
+        return f"another source ({a.get('path', a) if isinstance(a, dict) else a})"
+    where, x, y = _first_difference(old, new)
+    show = [("absent" if v is _ABSENT else json.dumps(v)[:80]) for v in (x, y)]
+    return f"another run: {where} was {show[0]}, is now {show[1]}"
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any]:
+    """The first leaf at which two JSON values differ, as ``(dotted path, a's value, b's value)``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key, _ABSENT) != b.get(key, _ABSENT):
+                return _first_difference(a.get(key, _ABSENT), b.get(key, _ABSENT), f"{where}.{key}".lstrip("."))
+    return where or "the record", a, b
+
+
+_ABSENT = object()
 
 
 # ------------------------------------------------------------------------------------------------ file tails
