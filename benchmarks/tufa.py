@@ -11,6 +11,8 @@ face's ground-truth box, cut as in training (for schemes without a full face out
 * ``--scheme NAME``: a TUFA model answers with that training dataset's anchors (``--scheme`` is one of the model's
   datasets, e.g. a few-shot entry); a 68-point model's output is mapped to the dataset's scheme through
   ``facetrack.schemes.ibug68_to`` (each point the mean of its iBUG-68 correspondences).
+* ``--plane-from-mean`` (TUFA): zero-shot on a scheme the model never saw: the dataset's own mean shape,
+  affine-aligned onto the model's plane (thesis section 6.2.4: "the affine-aligned mean shape of another dataset").
 * ``--zero-shot`` (TUFA, 68-point datasets): asks for the 16 midpoints of the jaw line between neighbouring
   anchors on the plane, points no dataset labels, and scores them against the midpoints of the ground-truth jaw
   points; the reference is the same midpoints computed from the model's own predictions of the jaw points.
@@ -77,6 +79,10 @@ def main() -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--scheme", default=None, help="TUFA: which of its datasets' anchors to ask for")
     parser.add_argument("--zero-shot", action="store_true")
+    parser.add_argument("--plane-from-mean", action="store_true",
+                        help="TUFA, zero-shot on a new scheme: ask for the dataset's own mean shape (from its training "
+                             "faces) affine-aligned onto the model's 68-point plane through the scheme's iBUG-68 "
+                             "correspondences, with no training on it")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -102,7 +108,16 @@ def main() -> None:
     result: dict = {"model": args.model, "dataset": args.dataset, "split": args.split, "normaliser": kind,
                     "scheme": scheme}
     with torch.no_grad():
-        if tufa:
+        if tufa and args.plane_from_mean:
+            from facetrack.train.multi import load_source
+            from facetrack.train.tufa import plane_shapes
+
+            source = load_source(args.dataset, root, "train")
+            reference = model.anchors().detach().numpy()
+            plane = torch.as_tensor(plane_shapes([], [source], reference)[source.name], dtype=torch.float32)
+            coords, _ = model.predict_points(crops, plane)
+            result["plane"] = f"{args.dataset} training mean shape, affine-aligned onto the model's plane (zero-shot)"
+        elif tufa:
             plane = model.anchors(args.scheme).detach()
             coords, _ = model.predict_points(crops, plane)
         else:

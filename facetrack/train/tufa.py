@@ -107,12 +107,14 @@ class TufaModule(LandmarkModule):
         return torch.optim.AdamW(self.model.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
 
 
-def plane_shapes(primary: list[FaceSample], extras: list[Any]) -> dict[str, np.ndarray]:
-    """Mean shapes on the face plane: the primary's normalised to [-1, 1], the others' affine-aligned onto it."""
+def plane_shapes(primary: list[FaceSample], extras: list[Any], reference: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Mean shapes on the face plane: the primary's normalised to [-1, 1] (or ``reference``, a 68-point plane
+    shape, e.g. a trained model's anchors), the others' affine-aligned onto it."""
     from facetrack.data.shape_model import procrustes_align
     from facetrack.models.tufa import plane_shape
 
-    reference = plane_shape(procrustes_align(np.stack([s.landmarks for s in primary]))[1])
+    if reference is None:
+        reference = plane_shape(procrustes_align(np.stack([s.landmarks for s in primary]))[1])
     shapes = {"primary": reference}
     for src in extras:
         mean = procrustes_align(np.stack([s.landmarks for s in src.samples]))[1]
