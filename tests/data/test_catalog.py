@@ -64,6 +64,10 @@ def test_a_toy_dataset_is_one_module(isolated_catalog, tmp_path, monkeypatch):
         assert {s.subject for s in train}.isdisjoint({s.subject for s in val})
         assert len(train) + len(val) == 12 and len(val) >= 3
         assert len(catalog.load("toy", root, "all")) == 12
+        record = tmp_path / "split.json"  # a training run's held-out subjects select the same faces
+        record.write_text('{"split": "train", "val_subjects": %s}' % sorted({s.subject for s in val}).__repr__()
+                          .replace("'", '"'))
+        assert [s.image_path for s in catalog.load("toy", root, str(record))] == [s.image_path for s in val]
         from facetrack.evaluation import default_settings
 
         settings = default_settings("toy")
