@@ -2,7 +2,7 @@
 every setting that produced them. ``--boxes-out`` writes the ground-truth boxes for ``detect --boxes``.
 
 ``--video``: score tracking output folders (``landmarks.csv`` of ``facetrack track`` or per-frame ``.pts``,
-one sub-folder per video) on 300VW, Talking Face or pseudo-video ground truth (``facetrack.video_evaluation``).
+one sub-folder per video) on 300VW, Talking Face or pseudo-video ground truth (``facetrack.evaluation``).
 """
 from __future__ import annotations
 
