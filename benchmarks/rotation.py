@@ -3,8 +3,8 @@
     python benchmarks/rotation.py --model aohr-68 --tracker 1dformer-68 --out benchmarks/results/rotation.md
 
 Each held-out face (``shared300w --split val``: source photographs no shipped recipe trains on) is turned about
-its landmark centre by each angle (the 384 px crop holds the face at half its side, so nothing leaves the frame);
-the ground truth turns with it. ``detect``: ``facetrack.Detector`` (default face detector, its five points, the
+its landmark centre by each angle, on a canvas that keeps the whole photograph (black corners); the ground truth
+turns with it. ``detect``: ``facetrack.Detector`` (default face detector, its five points, the
 engine's re-crop passes). ``track init``: the first frame of ``facetrack track`` (the tracking loop's detection,
 start and validation). A face is found when the returned face nearest the truth has its landmark centre within
 one inter-ocular distance of the truth's; NME (inter-ocular, %) and FR@8 % are over found faces,
@@ -27,13 +27,16 @@ ANGLES = (0, 30, 60, 90, 180)
 
 
 def rotated(image: np.ndarray, points: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """The image turned counter-clockwise on screen by ``angle`` degrees about the landmarks' centre."""
+    """The image turned counter-clockwise on screen by ``angle`` degrees about the landmarks' centre, on a canvas
+    large enough to keep all of it (black outside: mirrored borders would add mirrored faces)."""
     from facetrack.data.transforms import apply_affine
 
+    h, w = image.shape[:2]
+    side = int(np.ceil(np.hypot(h, w)))
     centre = points.mean(axis=0)
     matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle), 1.0)
-    out = cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REFLECT101)
+    matrix[:, 2] += 0.5 * side - centre  # the face's centre to the canvas centre
+    out = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return out, apply_affine(points, matrix)
 
 

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-faces", type=int, default=0, help="track at most K faces (default 0: every face)")
     p.add_argument("--detect-every", type=int, default=0,
                    help="also run the detector every N frames to pick up new faces (0 = only when needed)")
+    p.add_argument("--verify-every", type=int, default=5,
+                   help="re-check tracked faces against the detector every N frames: a face no detection matches at "
+                        "two checks in a row is re-detected; this also picks up new faces (default 5, 0 = never)")
     p.add_argument("--format", default="csv", help="comma-separated extras: jsonl, npz, pts (csv is always written)")
     p.add_argument("--smooth", choices=("aligned", "one-euro", "none"), default="aligned", nargs="?", const="aligned",
                    help="filter the reported landmarks over time: 'aligned' (default: a shape-aligned average of the "
@@ -102,14 +105,14 @@ def run(args: argparse.Namespace) -> int:
         formats = parse_formats(args.format)
     except ValueError as exc:
         raise FacetrackError(str(exc)) from None
-    if args.max_faces < 0 or args.detect_every < 0:
-        raise FacetrackError("--max-faces must be >= 0 (0 = every face) and --detect-every >= 0")
+    if args.max_faces < 0 or args.detect_every < 0 or args.verify_every < 0:
+        raise FacetrackError("--max-faces must be >= 0 (0 = every face), --detect-every and --verify-every >= 0")
     sources, batch = expand_sources(args.sources)
     folders = output_folders(sources, args.out, batch)
     validator = None if args.validator.lower() == "none" else args.validator
     tracker = Tracker(model=args.model, detector=args.detector, detect_every=args.detect_every,
                       max_faces=args.max_faces, smoothing=None if args.smooth == "none" else args.smooth,
-                      validator=validator, refine=args.refine, runtime=args.runtime)
+                      validator=validator, refine=args.refine, runtime=args.runtime, verify_every=args.verify_every)
     if str(args.out) == "-":
         return stream_json(tracker, sources)
     failed: list[tuple[str, str]] = []

@@ -6,8 +6,8 @@ memory in ``FaceEstimate.state``; the per-frame ``LandmarkerEngine`` keeps none.
 frame at once so the network runs one batch per frame.
 
 Geometry is shared (``CropEngine``): every crop is turned by the face's roll so the model sees an upright face.
-On a fresh detection the roll comes from the detector's five points, checked against the other three quarter
-turns when the landmarks come out unsure (detectors name the points of a face lying sideways or upside down
+On a fresh detection the roll comes from the detector's five points, checked against the other eighth turns
+when the landmarks come out unsure (detectors name the points of a face lying sideways or upside down
 wrongly); each re-crop pass and each tracked frame takes it from the landmarks just predicted, smoothed over
 time like the crop box (``CropSmoothing``).
 """
@@ -26,8 +26,8 @@ from facetrack.landmarker import Landmarker
 from facetrack.models.temporal.base import TemporalLandmarkModel, TemporalState
 from facetrack.schemes import get_scheme
 
-# A fresh face whose first landmarks have a mean confidence below this is also tried turned by 90, 180 and 270
-# degrees, and the most confident turn is kept (benchmarks/README.md, "Rolled faces").
+# A fresh face whose first landmarks have a mean confidence below this is also tried at the other eighth turns
+# (``CropEngine._orient``; benchmarks/README.md, "Rolled faces").
 ORIENTATION_CHECK = 0.6
 
 
@@ -102,19 +102,23 @@ class CropEngine:
         return np.stack([upright_box(p, r) for p, r in zip(points, rolls)]), rolls
 
     def _orient(self, image: np.ndarray, boxes: np.ndarray, rolls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """First pass at the detector's roll; unsure faces also tried at the three other quarter turns."""
+        """First pass at the detector's roll. An unsure face is also tried at the seven other eighth turns; the two
+        most confident turns are each re-cropped once at the roll of their own landmarks, and the more confident
+        after that wins (a face upside down can look confident at first; the wrong turn does not survive a re-crop)."""
         points, conf = self.landmarker.predict_boxes(image, boxes, rolls)
         unsure = np.flatnonzero(np.nanmean(conf, axis=1) < self.orientation_check) if self._rolls else []
-        if len(unsure):
-            turns = np.array([90.0, 180.0, 270.0])
-            tried_boxes = np.repeat(boxes[unsure], len(turns), axis=0)
-            tried_rolls = wrap_degrees(np.repeat(rolls[unsure], len(turns)) + np.tile(turns, len(unsure)))
-            tried, tried_conf = self.landmarker.predict_boxes(image, tried_boxes, tried_rolls)
-            scores = np.nanmean(tried_conf, axis=1).reshape(len(unsure), len(turns))
-            for k, i in enumerate(unsure):
-                best = int(np.argmax(scores[k]))
-                if scores[k, best] > np.nanmean(conf[i]):
-                    points[i], conf[i] = tried[k * len(turns) + best], tried_conf[k * len(turns) + best]
+        turns = np.arange(45.0, 360.0, 45.0)
+        for i in unsure:
+            tried_rolls = wrap_degrees(rolls[i] + turns)
+            tried, tried_conf = self.landmarker.predict_boxes(image, np.repeat(boxes[i:i + 1], len(turns), 0),
+                                                              tried_rolls)
+            options = np.concatenate([points[i:i + 1], tried])
+            scores = np.nanmean(np.concatenate([conf[i:i + 1], tried_conf]), axis=1)
+            best = np.argsort(-scores)[:2]
+            again_boxes, again_rolls = self._recrop(options[best])
+            again, again_conf = self.landmarker.predict_boxes(image, again_boxes, again_rolls)
+            k = int(np.argmax(np.nanmean(again_conf, axis=1)))
+            points[i], conf[i] = again[k], again_conf[k]
         return points, conf
 
     def start(self, image: np.ndarray, boxes: Sequence[np.ndarray],

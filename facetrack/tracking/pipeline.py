@@ -45,7 +45,7 @@ class TrackerConfig:
     min_face: float = 24.0  # detector boxes smaller than this (pixels, longer side) are skipped
     keep_threshold: float = 0.3  # T_C on the combined validation score
     redetect_ratio: float = 0.5  # T_B of Eq. 8: centre distance / previous box diagonal
-    reid_gap: int = 15  # frames a lost face keeps its id while waiting for a nearby detection
+    reid_gap: int = 30  # frames a lost face keeps its id while waiting for a nearby detection (1 s at 30 fps)
     confidence_weight: float = 0.5  # exponent of the mean landmark confidence in the combined score
     match_iou: float = 0.3  # a detection overlapping a tracked face this much is that face
     # re-check tracked faces against the detector every N frames (0 = never): a face whose landmark box no

@@ -202,6 +202,7 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
             "bad_frames": [{"frame": int(i), "reason": bad[i]} for i in sorted(bad)],
             "tiny_faces_skipped": stats.tiny_faces_skipped, "detector_runs": stats.detector_runs,
             "tracks_lost": stats.tracks_lost, "reidentified": stats.reidentified,
+            "implausible_shapes": stats.implausible, "unsupported_by_detector": stats.unsupported,
             "timings_ms": {k: (v / count if count else None) for k, v in sums.items()},
             "fps": count / wall if count and wall > 0 else None, "wall_s": wall,
         })
