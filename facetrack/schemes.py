@@ -256,6 +256,7 @@ IDEASK21 = Scheme(
         ((0, 1, 2), False), ((3, 4, 5), False), ((6, 16, 7), False), ((8, 17, 9), False),
         ((10, 11, 12), False), ((10, 18, 12), False), ((19, 13, 20, 15), True), ((19, 14, 20), False),
     )),
+    five=((16,), (17,), (18,), (19,), (20,)),  # eye centres, nose tip, mouth corners
 )
 
 # --- mtfl5: MTFL's five points in RetinaFace's order (subject's right eye centre, left eye centre, nose tip,
@@ -269,6 +270,7 @@ MTFL5 = Scheme(
     ocular=None,
     pupils=((0,), (1,)),
     edges=((0, 1), (3, 4)),
+    five=((0,), (1,), (2,), (3,), (4,)),  # RetinaFace's own five points, in its order
 )
 
 SCHEMES: dict[str, Scheme] = {

@@ -67,6 +67,21 @@ def roll_from_points5(points5: np.ndarray) -> float:
     return math.degrees(math.atan2(fit[1, 0], fit[0, 0]))
 
 
+def points5_residual(points5: np.ndarray) -> float:
+    """How far five detector points are from any similarity of ``FIVE_POINT_TEMPLATE``: RMS residual in units of
+    the fitted eye distance. Upright detections stay under about 0.2; a detector that names the points of a face
+    lying sideways or upside down wrongly goes above (benchmarks/README.md, "Rolled faces")."""
+    from facetrack.data.shape_model import similarity_fit
+
+    points5 = np.asarray(points5, dtype=np.float64).reshape(5, 2)
+    if not np.isfinite(points5).all() or np.ptp(points5, axis=0).max() <= 0:
+        return float("inf")
+    fit = similarity_fit(FIVE_POINT_TEMPLATE, points5)
+    residual = FIVE_POINT_TEMPLATE @ fit[:, :2].T + fit[:, 2] - points5
+    eyes = math.hypot(*(FIVE_POINT_TEMPLATE[1] - FIVE_POINT_TEMPLATE[0])) * math.sqrt(abs(np.linalg.det(fit[:, :2])))
+    return float(np.sqrt(np.mean(np.sum(residual ** 2, axis=1))) / eyes)
+
+
 def face_roll(points: np.ndarray, scheme: FiveScheme) -> float:
     """Roll (degrees, ``crop_matrix`` convention) of one face's (N, 2) landmarks; 0 for schemes without
     ``five`` or with missing reference points."""

@@ -14,13 +14,15 @@ time like the crop box (``CropSmoothing``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from facetrack.data.transforms import (CropSmoothing, box_from_landmarks, face_roll, roll_from_points5, upright_box,
-                                       wrap_degrees)
+from facetrack.data.shape_model import similarity_fit
+from facetrack.data.transforms import (CropSmoothing, apply_affine, box_from_landmarks, face_roll, five_points,
+                                       points5_residual, roll_from_points5, upright_box, wrap_degrees)
 from facetrack.errors import ModelError
 from facetrack.landmarker import Landmarker
 from facetrack.models.temporal.base import TemporalLandmarkModel, TemporalState
@@ -29,6 +31,9 @@ from facetrack.schemes import get_scheme
 # A fresh face whose first landmarks have a mean confidence below this is also tried at the other eighth turns
 # (``CropEngine._orient``; benchmarks/README.md, "Rolled faces").
 ORIENTATION_CHECK = 0.6
+# Detector five points further than this from every similarity of an upright face (``points5_residual``) are not
+# trusted to place the first crop, and the face's turn is checked.
+POINTS5_TRUST = 0.22
 
 
 @dataclass
@@ -101,17 +106,34 @@ class CropEngine:
         rolls = np.array([self._roll(p) for p in points])
         return np.stack([upright_box(p, r) for p, r in zip(points, rolls)]), rolls
 
-    def _orient(self, image: np.ndarray, boxes: np.ndarray, rolls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """First pass at the detector's roll. An unsure face is also tried at the seven other eighth turns; the two
-        most confident turns are each re-cropped once at the roll of their own landmarks, and the more confident
-        after that wins (a face upside down can look confident at first; the wrong turn does not survive a re-crop)."""
+    def _boxes_from_points5(self, points5: np.ndarray, rolls: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """First crop boxes cut in the face's own frame: the mean face placed on the detector's five points (a
+        similarity fit), boxed upright at ``rolls``. The detector's own box runs along the image axes, so for a face
+        rolled by 30-60 degrees it is a much larger, shifted square than the face's upright box."""
+        mean = _mean_face(self._scheme.name)
+        if mean is None:
+            return boxes
+        five = five_points(mean, self._scheme)
+        out = boxes.copy()
+        for i, (p5, roll) in enumerate(zip(points5, rolls)):
+            if np.isfinite(p5).all() and np.ptp(p5, axis=0).max() > 0:
+                out[i] = upright_box(apply_affine(mean, similarity_fit(five, p5)), roll)
+        return out
+
+    def _orient(self, image: np.ndarray, boxes: np.ndarray, rolls: np.ndarray, detector_boxes: np.ndarray,
+                doubtful: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First pass at the detector's roll. An unsure face is also tried on the detector's own box (which does not
+        depend on reading its points right) at that roll and the seven other eighth turns; the two most confident
+        tries are each re-cropped once at the roll of their own landmarks, and the more confident after that wins
+        (a face upside down can look confident at first; the wrong turn does not survive a re-crop). ``doubtful`` faces
+        (detector points no similarity of a face explains) are checked whatever their first confidence."""
         points, conf = self.landmarker.predict_boxes(image, boxes, rolls)
-        unsure = np.flatnonzero(np.nanmean(conf, axis=1) < self.orientation_check) if self._rolls else []
-        turns = np.arange(45.0, 360.0, 45.0)
+        unsure = np.flatnonzero((np.nanmean(conf, axis=1) < self.orientation_check) | doubtful) if self._rolls else []
+        turns = np.arange(0.0, 360.0, 45.0)
         for i in unsure:
             tried_rolls = wrap_degrees(rolls[i] + turns)
-            tried, tried_conf = self.landmarker.predict_boxes(image, np.repeat(boxes[i:i + 1], len(turns), 0),
-                                                              tried_rolls)
+            tried, tried_conf = self.landmarker.predict_boxes(
+                image, np.repeat(detector_boxes[i:i + 1], len(turns), 0), tried_rolls)
             options = np.concatenate([points[i:i + 1], tried])
             scores = np.nanmean(np.concatenate([conf[i:i + 1], tried_conf]), axis=1)
             best = np.argsort(-scores)[:2]
@@ -128,11 +150,16 @@ class CropEngine:
             return []
         rolls = np.zeros(len(boxes_np))
         if points5 is not None and self._rolls:
-            rolls = np.array([roll_from_points5(p) for p in np.asarray(points5, dtype=np.float64).reshape(-1, 5, 2)])
+            points5 = np.asarray(points5, dtype=np.float64).reshape(-1, 5, 2)
+            rolls = np.array([roll_from_points5(p) for p in points5])
+            trusted = np.array([points5_residual(p) <= POINTS5_TRUST for p in points5])
+            first = np.where(trusted[:, None], self._boxes_from_points5(points5, rolls, boxes_np), boxes_np)
+        else:
+            first, trusted = boxes_np, np.ones(len(boxes_np), dtype=bool)
         with torch.inference_mode():
             for k in range(self.landmarker.refine):
                 if k == 0:
-                    points, _ = self._orient(image, boxes_np, rolls)
+                    points, _ = self._orient(image, first, rolls, boxes_np, ~trusted)
                 else:
                     points, _ = self.landmarker.predict_boxes(image, boxes_np, rolls)
                 boxes_np, rolls = self._recrop(points)
@@ -194,6 +221,15 @@ class TemporalEngine(CropEngine):
         conf_np = conf.cpu().numpy().astype(np.float64)
         return [FaceEstimate(p, c, b.copy(), s, float(r))
                 for p, c, b, s, r in zip(points, conf_np, boxes, state.split(), rolls)]
+
+
+@lru_cache(maxsize=None)
+def _mean_face(scheme: str) -> np.ndarray | None:
+    """The packaged shape model's mean face (model frame) for iBUG-68, None for other schemes or without it."""
+    from facetrack.tracking.plausibility import load_shape_check
+
+    check = load_shape_check() if scheme == "ibug68" else None
+    return None if check is None else check.model.mean
 
 
 def engine_for(landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None) -> LandmarkEngine:

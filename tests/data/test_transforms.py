@@ -335,3 +335,13 @@ def test_upright_augmenter_turns_about_the_face_own_roll():
     rng = np.random.default_rng(0)
     assert abs(face_roll(plain(image, points, None, IBUG68, rng).points, IBUG68)) > 45
     assert abs(face_roll(upright(image, points, None, IBUG68, rng).points, IBUG68)) < 1e-6
+
+
+def test_points5_residual_tells_a_face_from_misnamed_points():
+    from facetrack.data.transforms import FIVE_POINT_TEMPLATE, points5_residual
+
+    face = _turned(FIVE_POINT_TEMPLATE * 2.0, 40.0)
+    assert points5_residual(face) < 1e-9  # any similarity of the template
+    swapped = face[[0, 1, 3, 2, 4]]  # nose and a mouth corner named the wrong way round
+    assert points5_residual(swapped) > 0.22
+    assert points5_residual(np.full((5, 2), 3.0)) == float("inf")
