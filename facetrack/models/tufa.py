@@ -15,7 +15,10 @@ Deviations from the thesis, all in ``config`` and on the model card:
 * No pre-trained weights exist offline (the thesis starts from DINO ViT-S weights): the encoder is trained from
   scratch. ``stem: conv`` (default) embeds patches with a small strided-conv stem instead of one 16x16 linear
   projection (a "ViT with a convolutional stem", which trains from scratch on few images far better);
-  ``stem: patch`` is the plain ViT patch embedding.
+  ``stem: patch`` is the plain ViT patch embedding. ``stem: cnn`` uses a facetrack CNN backbone (``backbone``
+  spec; ``token_pool`` pools its feature map into tokens), which training can start from a trained model's
+  weights (``backbone_init``: e.g. the shipped aohr-68, trained on the same 300-W faces): the offline stand-in for
+  a pre-trained encoder.
 * ``prompt_scale``: Eqs. 6.1-6.3 encode x in [-1, 1] with frequencies 1/tau^(4c/C) <= 1 rad per unit, so
   neighbouring landmarks get almost identical prompts (the digest's caution). The coordinates are multiplied by
   ``prompt_scale`` first; 1.0 is the equations as written.
@@ -145,7 +148,8 @@ class TUFA(LandmarkModel):
     def __init__(self, *, datasets: Sequence[Sequence[Any]] = (("300w", 68),), scheme: str = "ibug68",
                  input_size: int = 128, patch: int = 16, stem: str = "conv", dim: int = 128, heads: int = 4,
                  depth: int = 4, decoder_layers: int = 3, mlp_ratio: float = 2.0, prompt_scale: float = 1.0,
-                 tau: float = 10000.0, prior_scale: float = 0.8, num_points: int | None = None) -> None:
+                 tau: float = 10000.0, prior_scale: float = 0.8, backbone: dict[str, Any] | None = None,
+                 token_pool: int = 1, backbone_init: str = "", num_points: int | None = None) -> None:
         datasets = [(str(n), int(k)) for n, k in datasets]
         if not datasets:
             raise ValueError("TUFA needs at least one dataset")
@@ -157,11 +161,23 @@ class TUFA(LandmarkModel):
         self.config = {"datasets": [list(d) for d in datasets], "scheme": scheme, "input_size": input_size,
                        "patch": patch, "stem": stem, "dim": dim, "heads": heads, "depth": depth,
                        "decoder_layers": decoder_layers, "mlp_ratio": mlp_ratio, "prompt_scale": prompt_scale,
-                       "tau": tau, "prior_scale": prior_scale}
+                       "tau": tau, "prior_scale": prior_scale, "backbone": backbone, "token_pool": token_pool,
+                       "backbone_init": backbone_init}
         self.datasets = [n for n, _ in datasets]
         self.dim, self.prompt_scale, self.tau, self.prior_scale = dim, float(prompt_scale), float(tau), prior_scale
-        tokens = (input_size // patch) ** 2
-        self.stem = _stem(stem, dim, patch)
+        if stem == "cnn":  # a facetrack CNN backbone (e.g. aohr-68's), its features pooled into tokens
+            from facetrack.models.backbones import build_backbone
+
+            net, spec = build_backbone(backbone or {"name": "plain"}, input_size)
+            self.config["backbone"] = spec
+            size = input_size // net.stride
+            if size % token_pool:
+                raise ValueError(f"feature size {size} is not a multiple of token_pool {token_pool}")
+            tokens = (size // token_pool) ** 2
+            self.stem = nn.Sequential(net, nn.Conv2d(net.out_channels, dim, token_pool, stride=token_pool))
+        else:
+            tokens = (input_size // patch) ** 2
+            self.stem = _stem(stem, dim, patch)
         self.pos = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
         self.encoder = nn.ModuleList(EncoderLayer(dim, heads, mlp_ratio) for _ in range(depth))
         self.encoder_norm = nn.LayerNorm(dim)
@@ -335,5 +351,11 @@ def build_tufa(**config: Any) -> TUFA:
 # 6 heads, 12 encoder and 6 decoder layers, 256 px), for the GPU recipe.
 register_preset("tufa-cpu", "tufa", {"input_size": 128, "patch": 16, "stem": "conv", "dim": 128, "heads": 4,
                                       "depth": 4, "decoder_layers": 3, "mlp_ratio": 2.0})
+# aohr-68's backbone (plain ResNet-style, stride 8: 20x20 features at 160 px, pooled to 10x10 tokens) + 2 ViT layers.
+register_preset("tufa-aohr", "tufa", {"input_size": 160, "stem": "cnn", "patch": 16, "dim": 128, "heads": 4,
+                                       "depth": 2, "decoder_layers": 3, "mlp_ratio": 2.0, "token_pool": 2,
+                                       "backbone": {"name": "plain", "channels": [16, 32, 64, 128], "blocks": [1, 2, 1],
+                                                    "out_channels": 128},
+                                       "backbone_init": "facetrack/weights/aohr-68.safetensors"})
 register_preset("tufa-vits16", "tufa", {"input_size": 256, "patch": 16, "stem": "patch", "dim": 384, "heads": 6,
                                          "depth": 12, "decoder_layers": 6, "mlp_ratio": 4.0})

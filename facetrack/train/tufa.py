@@ -123,6 +123,21 @@ def plane_shapes(primary: list[FaceSample], extras: list[Any], reference: np.nda
     return shapes
 
 
+def load_backbone(model: Any, path: str) -> None:
+    """Copy the ``backbone.*`` weights of a facetrack CNN model (e.g. ``facetrack/weights/aohr-68``) into a TUFA
+    whose stem is that backbone (``stem: cnn`` with the same ``backbone`` spec)."""
+    from facetrack.models.hub import load_model
+
+    source = load_model(path)
+    state = {k[len("backbone."):]: v for k, v in source.state_dict().items() if k.startswith("backbone.")}
+    if not state:
+        raise DataError(path, "has no backbone.* weights to start a TUFA stem from")
+    try:
+        model.stem[0].load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, IndexError) as exc:
+        raise DataError(path, f"its backbone does not match the TUFA stem ({exc})") from None
+
+
 def train_tufa(config: Any, resume: bool | None = None) -> dict[str, Any]:
     """``facetrack train`` for a TUFA recipe (a ``mix`` recipe whose ``model.arch`` starts with "tufa")."""
     import yaml
@@ -167,6 +182,8 @@ def train_tufa(config: Any, resume: bool | None = None) -> dict[str, Any]:
     elif not resume:
         for (n, _), key in zip(wanted, names):
             model.set_mean_shape(n, shapes[key])
+        if model.config.get("backbone_init"):  # stem "cnn": start from a trained facetrack CNN's backbone
+            load_backbone(model, model.config["backbone_init"])
 
     augmenter = Augmenter(out_size=model.input_size, scale=data.crop_scale, **data.augment.augmenter_kwargs()) \
         if data.augment.enabled else None

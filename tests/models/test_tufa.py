@@ -133,3 +133,16 @@ def test_query_points_in_a_full_image(tmp_path):
     anchors = landmarker.model.anchors().detach().numpy()
     points, conf = query_points(landmarker, image, boxes, anchors[:3])
     assert points.shape == (2, 3, 2) and conf.shape == (2, 3) and np.isfinite(points).all()
+
+
+def test_cnn_stem_starts_from_a_trained_backbone(tmp_path, tiny_aohr_config):
+    from facetrack.train.tufa import load_backbone
+
+    aohr = build_model("aohr", **tiny_aohr_config)
+    save_model(aohr, tmp_path / "a", {"name": "a"})
+    model = build_model("tufa", **{**TINY, "input_size": 64, "stem": "cnn", "token_pool": 2,
+                                   "backbone": aohr.config["backbone"], "backbone_init": str(tmp_path / "a.safetensors")})
+    load_backbone(model, model.config["backbone_init"])
+    for key, value in aohr.backbone.state_dict().items():
+        assert torch.equal(model.stem[0].state_dict()[key], value)
+    assert model(torch.rand(1, 3, 64, 64))["coords"].shape == (1, 68, 2)
