@@ -267,8 +267,10 @@ class TrackOutput:
         self._frames = self._with_face = 0
         self._summary: dict[str, Any] = {}
         old = read_summary(self.out) if resume else None
+        self.previous_summary: dict[str, Any] = {}
         if old is not None and isinstance(old.get("progress"), dict):
             self._prepare_resume(old["progress"])
+            self.previous_summary = old if self.resume_from > 0 else {}
         else:
             self._clear()
         self.csv = LandmarksCSVWriter(self.out / "landmarks.csv", self.num_points, append=self.resume_from > 0)

@@ -138,6 +138,12 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
     resume = resume and not live and not render
     sink = TrackOutput(out, tracker.num_points, formats, multi=tracker.config.max_faces != 1, resume=resume)
     start = sink.resume_from
+    earlier = [b for b in (sink.previous_summary.get("bad_frames") or [])  # undecodable frames before the resume
+               if isinstance(b, dict) and isinstance(b.get("frame"), int) and b["frame"] < start]
+    bad: dict[int, str] = getattr(frames, "bad_frame_reasons", None)  # the source's own dict: it grows
+    if bad is None:
+        bad = {}
+    seen_bad = -1
     summary.update({"width": frames.size[0], "height": frames.size[1], "source_fps": frames.fps,
                     "source_frames": frames.frame_count, "live": live, "resumed_from": start or None})
     sink.start(summary)
@@ -158,6 +164,9 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
     try:
         stream = frames.iter_from(start) if start else frames
         for result in tracker.track(stream, with_frames=bool(render or show)):
+            if len(bad) != seen_bad:  # recorded at the next checkpoint
+                seen_bad = len(bad)
+                summary["bad_frames"] = _bad_frames(earlier, bad, start)
             sink.write(result.index, result.time_s, [FaceRow(f.track_id, f.box, f.score, f.landmarks, f.confidences)
                                                      for f in result.faces])
             if result.image is not None and (overlay is not None or show):
@@ -194,12 +203,11 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
             reason = "the video stops early (truncated or damaged file)" if truncated else (
                 "the camera stopped delivering frames" if live else None)
         totals = sink.counts()
-        bad = getattr(frames, "bad_frame_reasons", {}) or {}
         summary.update({
             "completed": completed, "reason": reason, "frames_read": totals["frames_read"],
             "frames_with_face": totals["frames_with_face"], "tracks": len(totals["track_ids"]),
             "track_ids": totals["track_ids"], "truncated": truncated,
-            "bad_frames": [{"frame": int(i), "reason": bad[i]} for i in sorted(bad)],
+            "bad_frames": _bad_frames(earlier, bad, start),
             "tiny_faces_skipped": stats.tiny_faces_skipped, "detector_runs": stats.detector_runs,
             "tracks_lost": stats.tracks_lost, "reidentified": stats.reidentified,
             "implausible_shapes": stats.implausible, "unsupported_by_detector": stats.unsupported,
@@ -208,8 +216,9 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
         })
         if overlay is not None:  # h264 (imageio-ffmpeg installed) or mp4v (plays in fewer places)
             summary["overlay_codec"] = overlay.codec
-        if bad:
-            summary["note_bad_frames"] = f"{len(bad)} frame image(s) could not be decoded and were skipped"
+        if summary["bad_frames"]:
+            summary["note_bad_frames"] = (f"{len(summary['bad_frames'])} frame image(s) could not be decoded and "
+                                          "were skipped")
         if stats.frames and not totals["frames_with_face"]:
             summary["note"] = "no face found in any frame"
         try:
@@ -219,3 +228,9 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
             summary["outputs_error"] = str(exc)
             write_summary_json(out / "summary.json", summary)
     return summary
+
+
+def _bad_frames(earlier: list[dict[str, Any]], bad: dict[int, str], start: int) -> list[dict[str, Any]]:
+    """summary.json's ``bad_frames``: those of the run before a resume (frames before ``start``), then this
+    run's, in frame order."""
+    return [*earlier, *({"frame": int(i), "reason": bad[i]} for i in sorted(bad) if i >= start)]

@@ -207,6 +207,21 @@ def test_frame_folder_with_a_corrupt_first_frame_lists_it(fakes, patched, tmp_pa
     assert [b["frame"] for b in s["bad_frames"]] == [0, 5]  # was: frame 5 skipped but not listed
     assert "0005.png" in s["bad_frames"][1]["reason"]
     assert _frames(out) == [1, 2, 3, 4, 6, 7]
+    # interrupted after frame 6 and resumed: the frames skipped before the resume stay listed
+    s.update(completed=False, progress={"last_frame": 6, "parts": [], "rows": 0, "rows_at_npz": 0, "frames_read": 7,
+                                        "frames_with_face": 5, "track_ids": [0]})
+    (out / "summary.json").write_text(json.dumps(s))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["track", str(folder), "--out", str(out), *ARGS]) == 0
+    s = summary_of(out)
+    assert s["resumed_from"] == 7 and [b["frame"] for b in s["bad_frames"]] == [0, 5] and s["frames_read"] == 8
+    assert _frames(out) == [1, 2, 3, 4, 6, 7]
+    (folder / "0000.png").write_bytes((folder / "0001.png").read_bytes())  # only frame 5 is bad now
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["track", str(folder), "--out", str(tmp_path / "again"), *ARGS]) == 0
+    assert [b["frame"] for b in summary_of(tmp_path / "again")["bad_frames"]] == [5]
 
 
 def test_npz_is_assembled_from_parts_without_reading_the_csv(tmp_path, monkeypatch):
