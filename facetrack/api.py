@@ -399,17 +399,21 @@ class Detector:
     array is a batch and gives a list of ``Faces``, one per image. ``boxes``: the faces' [x0, y0, x1, y1]
     (a list of boxes per image for a batch); with them no face detection runs. Faces come largest first;
     ``max_faces`` (0 = all) keeps the largest ones; ``flip``: test-time flip averaging (the Landmarker's);
-    ``device``: "cpu" (default) or one PyTorch here has (a clear ModelError otherwise).
+    ``device``: "cpu" (default) or one PyTorch here has (a clear ModelError otherwise); ``validator``: the face
+    validator ("default", a path, an object or None): a detected face whose landmarks it rejects, or whose landmark
+    confidence is low, is read again turned half a turn and the reading it prefers is kept (a face detector names
+    the points of an upside-down face as if it were upright; benchmarks/README.md, "Rolled faces").
     """
 
     def __init__(self, model: Any = None, detector: Any = None, max_faces: int = 0, refine: int = REFINE,
                  min_face: float = 0.0, device: str = "cpu", runtime: str = "auto", flip: bool = False,
-                 calibrate: bool = True) -> None:
+                 calibrate: bool = True, validator: Any = "default") -> None:
         check_device(device)
         self.engine = resolve_engine(model, refine=refine, device=device, runtime=runtime, flip=flip,
                                      calibrate=calibrate)
         self._detector = detector
         self._resolved: Any = None
+        self.validator = resolve_validator(validator) if self.engine.num_points == 68 else None
         self.max_faces = int(max_faces)
         self.min_face = float(min_face)
 
@@ -427,6 +431,24 @@ class Detector:
         if boxes is not None and len(boxes) != len(items):
             raise ValueError(f"boxes: one list per image expected, got {len(boxes)} for {len(items)} images")
         return [self._one(item, None if boxes is None else boxes[k], color) for k, item in enumerate(items)]
+
+    def _recheck(self, frame: np.ndarray, boxes: np.ndarray, points5: np.ndarray, estimates: list) -> list:
+        """Faces the validator rejects or whose landmarks are unsure, read again from their detector points turned
+        half a turn; the one the validator prefers is kept."""
+        from facetrack.tracking.engine import ORIENTATION_CHECK
+
+        p_face = self.validator.score(frame, [e.landmarks for e in estimates])
+        unsure = np.array([float(np.nanmean(e.confidences)) < ORIENTATION_CHECK for e in estimates])
+        doubtful = np.flatnonzero((p_face < 0.5) | unsure)
+        if not len(doubtful):
+            return estimates
+        centre = points5[doubtful].mean(axis=1, keepdims=True)
+        turned = self.engine.start(frame, list(boxes[doubtful]), 2.0 * centre - points5[doubtful])
+        p_turned = self.validator.score(frame, [e.landmarks for e in turned])
+        for k, i in enumerate(doubtful):
+            if p_turned[k] > p_face[i]:
+                estimates[i] = turned[k]
+        return estimates
 
     def _one(self, image: Any, boxes: Any, color: str) -> Faces:
         frame, orientation = to_frame(image, color)
@@ -448,6 +470,8 @@ class Detector:
             return Faces([], self.engine.num_points, orientation)
         points5 = None if points5 is None or len(points5) != len(found) else np.asarray(points5)[order]
         estimates = self.engine.start(frame, list(found[order]), points5)
+        if points5 is not None and self.validator is not None:
+            estimates = self._recheck(frame, found[order], points5, estimates)
         return Faces([Face(found[i].copy(), float(scores[i]) if i < len(scores) and np.isfinite(scores[i]) else None,
                            e.landmarks, e.confidences) for i, e in zip(order, estimates)],
                      self.engine.num_points, orientation)

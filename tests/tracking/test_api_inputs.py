@@ -208,3 +208,28 @@ def test_draw_any_result(fakes):
     assert np.array_equal(facetrack.draw(image, []), image)
     rgb = facetrack.draw(image[:, :, ::-1], faces, color="rgb")
     np.testing.assert_array_equal(rgb, drawn)
+
+
+def test_detector_reads_a_rejected_face_again_turned_half_a_turn(fakes):
+    """The validator prefers the half-turned reading (as for an upside-down face whose detector points are named as
+    if upright): the Detector keeps that one."""
+    from facetrack.api import Detector
+    from facetrack.data.transforms import face_roll
+    from facetrack.schemes import get_scheme
+
+    class WithPoints(fakes.BlobDetector):
+        def detect(self, frame):
+            found = super().detect(frame)
+            lo, hi = found.boxes[:, None, :2], found.boxes[:, None, 2:]
+            found.points5 = lo + fakes.TEMPLATE[[36, 45, 30, 48, 54]][None] * (hi - lo)
+            return found
+
+    class PrefersUpsideDown:
+        def score(self, image, landmarks):
+            return np.array([1.0 if abs(face_roll(p, get_scheme("ibug68"))) > 150 else 0.1 for p in landmarks])
+
+    frame = fakes.draw_frame(SIZE, [(150, 100, 30)])
+    plain = Detector(model=fakes.blob_engine(), detector=WithPoints(), validator=None)(frame)
+    checked = Detector(model=fakes.blob_engine(), detector=WithPoints(), validator=PrefersUpsideDown())(frame)
+    assert abs(face_roll(plain[0].landmarks, get_scheme("ibug68"))) < 30
+    assert abs(face_roll(checked[0].landmarks, get_scheme("ibug68"))) > 150
