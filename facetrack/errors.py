@@ -46,3 +46,5 @@ def read_json(path: str | Path, missing: str, unreadable: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise DataError(path, f"{unreadable} ({exc})") from None
+    except RecursionError:
+        raise DataError(path, f"{unreadable} (JSON nested too deeply)") from None

@@ -153,6 +153,8 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Train
         mark = getattr(exc, "problem_mark", None)
         raise DataError(path, f"not valid YAML ({getattr(exc, 'problem', exc)})",
                         mark.line + 1 if mark is not None else None) from None
+    except RecursionError:
+        raise DataError(path, "YAML nested too deeply to be a recipe") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -169,3 +169,16 @@ def test_recipe_kinds_pick_the_config_class_and_the_training_steps() -> None:
     assert recipe_class({"data": {"dataset": "shared300w"}}) is TrainConfig
     assert recipe_kind(TrainConfig()).name == "frame"
     assert recipe_kind(TemporalTrainConfig()).name == "temporal"
+
+
+def test_deeply_nested_recipe_is_a_named_error_not_a_recursion_error(tmp_path: Path) -> None:
+    from facetrack.errors import read_json
+
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model: " + "[" * 100000 + "]" * 100000 + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="deep.yaml"):
+        load_config(deep)
+    nested = tmp_path / "deep.json"
+    nested.write_text("[" * 100000 + "]" * 100000, encoding="utf-8")
+    with pytest.raises(DataError, match="nested too deeply"):
+        read_json(nested, "missing", "cannot read")
