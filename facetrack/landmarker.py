@@ -15,7 +15,7 @@ import torch
 from facetrack.calibration import card_offsets
 from facetrack.data.transforms import apply_affine, crop_matrix, invert_affine, warp
 from facetrack.models.base import LandmarkModel
-from facetrack.models.onnx_runtime import accelerate
+from facetrack.models.onnx_runtime import predictor_for
 from facetrack.schemes import get_scheme
 
 # Re-crop passes on a fresh detection (see ``Landmarker``). Measured on the 202 held-out 300-W faces with the
@@ -54,7 +54,8 @@ class Landmarker:
         card = getattr(model, "card", {}) or {}
         # BatchNorm folded into the convolutions: the same outputs with fewer CPU operator calls.
         self.model = model.to(device).eval().inference_copy()
-        self.runtime = accelerate(self.model, runtime, device)
+        self.predictor = predictor_for(self.model, runtime, device)  # the network, in PyTorch or onnxruntime
+        self.runtime = self.predictor.runtime
         self.crop_scale = float(crop_scale if crop_scale is not None else card.get("crop", {}).get("scale", 1.25))
         if refine < 0:
             raise ValueError(f"refine must be >= 0, got {refine}")
@@ -109,7 +110,7 @@ class Landmarker:
             coords, conf, mirrored, mirrored_conf = self.predict_mirrored(crops)
             coords, conf = 0.5 * (coords + mirrored), 0.5 * (conf + mirrored_conf)
         else:
-            coords, conf = self.model.predict(crops)
+            coords, conf = self.predictor.predict(crops)
         return (self.calibrated(coords) if calibrated else coords), conf
 
     def calibrated(self, coords: torch.Tensor) -> torch.Tensor:
@@ -120,7 +121,7 @@ class Landmarker:
         """Uncalibrated predictions of the crops and of their mirrors (one batch of 2K), the mirrors' mapped back
         to the crops' frame and order: (coords, conf, mirrored coords, mirrored conf)."""
         k = crops.shape[0]
-        both, conf = self.model.predict(torch.cat([crops, crops.flip(-1)]))
+        both, conf = self.predictor.predict(torch.cat([crops, crops.flip(-1)]))
         mirrored = both[k:, self._flip_perm].clone()
         mirrored[..., 0] = (self.model.input_size - 1) - mirrored[..., 0]
         return both[:k], conf[:k], mirrored, conf[k:, self._flip_perm]

@@ -88,7 +88,7 @@ def test_first_onnx_export_says_so(tmp_path, monkeypatch, capsys, tiny_aohr_conf
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from facetrack.models import build_model
-    from facetrack.models.onnx_runtime import accelerate
+    from facetrack.models.onnx_runtime import predictor_for
 
     import torch
 
@@ -98,10 +98,10 @@ def test_first_onnx_export_says_so(tmp_path, monkeypatch, capsys, tiny_aohr_conf
         torch.manual_seed(0)
         return build_model("aohr", **tiny_aohr_config).inference_copy()
 
-    assert accelerate(model(), "onnx") == "onnx"
+    assert predictor_for(model(), "onnx").runtime == "onnx"
     first = capsys.readouterr().err
     assert re.search(r"facetrack: preparing \S+ for onnxruntime, once \(cached in .*\) \.\.\. \d+ s", first), first
-    assert accelerate(model(), "onnx") == "onnx"  # the same weights: the cached graph, silently
+    assert predictor_for(model(), "onnx").runtime == "onnx"  # the same weights: the cached graph, silently
     assert "preparing" not in capsys.readouterr().err
 
 

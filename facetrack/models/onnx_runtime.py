@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -150,7 +151,7 @@ def onnx_predict(model: nn.Module, threads: int | None = None) -> Callable[[Tens
     """An onnxruntime function with ``model.predict``'s signature: crops (B, 3, F, F) -> coords, confidences.
 
     Raises ImportError when onnx/onnxruntime are missing and RuntimeError when the graph cannot be exported,
-    loaded, or does not reproduce PyTorch; :func:`accelerate` turns these into a fallback to PyTorch.
+    loaded, or does not reproduce PyTorch; :func:`predictor_for` turns these into a fallback to PyTorch.
     """
     size = int(model.input_size)
     probe = _probe(size)
@@ -181,7 +182,6 @@ def onnx_predict(model: nn.Module, threads: int | None = None) -> Callable[[Tens
     _self_check(type(model).__name__, [raw[k] for k in out_keys] + [expected[1]], got[2:] + [got[1]])
     if float((got[0] - expected[0]).abs().median()) > 1e-3:
         raise RuntimeError(f"the onnxruntime graph of {type(model).__name__} does not reproduce its PyTorch outputs")
-    predict.onnx_runtime = True  # type: ignore[attr-defined]
     return predict
 
 
@@ -225,37 +225,44 @@ def onnx_step(model: nn.Module, threads: int | None = None) -> Callable[[Tensor,
         raise RuntimeError(f"the onnxruntime graph of {type(model).__name__} does not run: {exc}") from exc
     _self_check(type(model).__name__, [expected[k] for k in out_keys] + [expected_state.tensors[k] for k in state_keys],
                 [got[k] for k in out_keys] + [got_state.tensors[k] for k in state_keys])
-    step.onnx_runtime = True  # type: ignore[attr-defined]
     return step
 
 
-def accelerate(model: Any, runtime: str = "auto", device: str | torch.device = "cpu") -> str:
-    """Route ``model`` through onnxruntime in place: a per-frame model's ``predict``, a temporal model's ``step``.
+@dataclass(frozen=True)
+class Predictor:
+    """How a ``Landmarker`` runs its model: ``predict(crops) -> (coords, confidences)`` and, for a temporal model,
+    ``step(images, state) -> (outputs, state)``; either the model's own methods or onnxruntime sessions exported
+    from its weights. The model itself is never changed, so it stays usable (and trainable) as it was."""
 
-    ``runtime``: "onnx" (fail if impossible), "torch" (leave it), "auto" (onnx on the CPU when available,
-    else torch). Use only on an eval-mode inference copy: the patched methods have no gradients. Returns the
-    runtime in use.
+    runtime: str  # "onnx" or "torch": what actually runs
+    predict: Callable[[Tensor], tuple[Tensor, Tensor]] | None
+    step: Callable[[Tensor, Any], tuple[dict[str, Tensor], Any]] | None = None
+
+
+def predictor_for(model: Any, runtime: str = "auto", device: str | torch.device = "cpu") -> Predictor:
+    """The ``Predictor`` of an eval-mode inference copy: a per-frame model's ``predict`` or a temporal model's
+    ``step`` through onnxruntime when ``runtime`` allows it.
+
+    ``runtime``: "onnx" (fail if impossible), "torch" (the model's own methods), "auto" (onnx on the CPU when
+    available, else torch). The onnx functions have no gradients.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     temporal = callable(getattr(model, "init_state", None)) and callable(getattr(model, "step", None))
-    patched = [vars(model)[name] for name in ("predict", "step") if name in vars(model)]
-    if patched:  # replaced on the instance: already accelerated (say so), or a stand-in (leave it alone)
-        return "onnx" if any(getattr(f, "onnx_runtime", False) for f in patched) else "torch"
-    if runtime == "torch" or not (temporal or callable(getattr(model, "decode", None))):
-        return "torch"
+    own = Predictor("torch", getattr(model, "predict", None), model.step if temporal else None)
+    stand_in = any(name in vars(model) for name in ("predict", "step"))  # replaced on the instance (tests): keep it
+    if runtime == "torch" or stand_in or not (temporal or callable(getattr(model, "decode", None))):
+        return own
     if torch.device(device).type != "cpu":
         if runtime == "onnx":
             raise ValueError("the onnx runtime is for CPU inference; use runtime='torch' on other devices")
-        return "torch"
+        return own
     try:
         if temporal:
-            model.step = onnx_step(model)
-        else:
-            model.predict = onnx_predict(model)
+            return Predictor("onnx", getattr(model, "predict", None), onnx_step(model))
+        return Predictor("onnx", onnx_predict(model))
     except (ImportError, RuntimeError) as exc:
         if runtime == "onnx":
             raise
         log.info("onnxruntime unavailable for this model (%s); running it with PyTorch", exc)
-        return "torch"
-    return "onnx"
+        return own

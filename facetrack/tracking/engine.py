@@ -215,7 +215,7 @@ class TemporalEngine(CropEngine):
         fresh = [s if s is not None else self.model.init_state(1) for s in states]
         state = TemporalState.cat([s.to(tensor.device) for s in fresh])
         with torch.inference_mode():
-            outputs, state = self.model.step(tensor, state)
+            outputs, state = self.landmarker.predictor.step(tensor, state)
             coords, conf = self.model.decode(outputs)
         points = self.landmarker.to_image(self.landmarker.calibrated(coords), matrices)
         conf_np = conf.cpu().numpy().astype(np.float64)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from facetrack.models import build_model
-from facetrack.models.onnx_runtime import accelerate, cache_dir
+from facetrack.models.onnx_runtime import cache_dir, predictor_for
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -25,9 +25,9 @@ def test_onnx_predict_matches_torch_at_any_batch(head):
     torch.manual_seed(0)
     reference = build_model("aohr", num_points=5, input_size=64, ratio=2.0, backbone=TINY_PLAIN, loss="kl", **head)
     reference = reference.eval().inference_copy()
-    fast = reference.inference_copy()
-    assert accelerate(fast, "onnx") == "onnx"
-    assert accelerate(fast, "auto") == "onnx"  # already accelerated: nothing redone, still reported
+    fast = predictor_for(reference, "onnx")
+    assert fast.runtime == "onnx" and predictor_for(reference, "auto").runtime == "onnx"
+    assert "predict" not in vars(reference)  # the model itself is untouched
     for batch in (1, 3):
         images = torch.rand(batch, 3, 64, 64)
         with torch.no_grad():
@@ -40,14 +40,14 @@ def test_onnx_predict_matches_torch_at_any_batch(head):
 def test_graph_is_cached_by_weights_and_reused():
     model = build_model("aohr", num_points=5, input_size=64, backbone=TINY_PLAIN, head_channels=16, attn_dim=8)
     model = model.eval().inference_copy()
-    accelerate(model.inference_copy(), "onnx")
+    predictor_for(model.inference_copy(), "onnx")
     files = sorted(cache_dir().glob("*.onnx"))
     assert len(files) == 1
-    accelerate(model.inference_copy(), "onnx")
+    predictor_for(model.inference_copy(), "onnx")
     assert sorted(cache_dir().glob("*.onnx")) == files  # same weights, same graph
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
-    accelerate(model.inference_copy(), "onnx")
+    predictor_for(model.inference_copy(), "onnx")
     assert len(list(cache_dir().glob("*.onnx"))) == 2  # changed weights never reuse a stale graph
 
 
@@ -63,13 +63,13 @@ def test_temporal_steps_match_torch_for_faces_of_different_ages(arch, options):
         for p in reference.head.parameters():
             p.add_(0.1 * torch.randn_like(p))
     reference = reference.inference_copy()
-    fast = reference.inference_copy()
-    assert accelerate(fast) == "onnx"
-    state_a, state_b = reference.init_state(1), fast.init_state(1)
+    fast = predictor_for(reference.inference_copy())
+    assert fast.runtime == "onnx"
+    state_a, state_b = reference.init_state(1), reference.init_state(1)
     for frame in range(5):  # past the window; from frame 2 a second, younger face joins the batch
         if frame == 2:
             state_a = TemporalState.cat([state_a, reference.init_state(1)])
-            state_b = TemporalState.cat([state_b, fast.init_state(1)])
+            state_b = TemporalState.cat([state_b, reference.init_state(1)])
         images = torch.rand(state_a.batch, 3, 64, 64)
         with torch.no_grad():
             out_a, state_a = reference.step(images, state_a)
@@ -86,12 +86,12 @@ def test_temporal_steps_match_torch_for_faces_of_different_ages(arch, options):
 def test_torch_runtime_and_bad_names():
     model = build_model("aohr", num_points=5, input_size=64, backbone=TINY_PLAIN, head_channels=16, attn_dim=8)
     model = model.eval().inference_copy()
-    assert accelerate(model, "torch") == "torch"
-    assert "predict" not in vars(model)  # untouched: the class method
+    assert predictor_for(model, "torch").runtime == "torch"
+    assert predictor_for(model, "torch").predict == model.predict  # the model's own method
     with pytest.raises(ValueError, match="runtime"):
-        accelerate(model, "tensorrt")
+        predictor_for(model, "tensorrt")
     with pytest.raises(ValueError, match="CPU"):
-        accelerate(model, "onnx", device="cuda")
+        predictor_for(model, "onnx", device="cuda")
 
 
 def test_auto_falls_back_to_torch_when_onnxruntime_is_missing(monkeypatch):
@@ -107,9 +107,9 @@ def test_auto_falls_back_to_torch_when_onnxruntime_is_missing(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ort)
     model = build_model("aohr", num_points=5, input_size=64, backbone=TINY_PLAIN, head_channels=16, attn_dim=8)
     model = model.eval().inference_copy()
-    assert accelerate(model, "auto") == "torch"
+    assert predictor_for(model, "auto").runtime == "torch"
     with pytest.raises(ImportError):
-        accelerate(model, "onnx")
+        predictor_for(model, "onnx")
 
 
 def test_cli_offers_the_same_runtimes():
@@ -141,9 +141,9 @@ class PythonCounter(torch.nn.Module):
 
 
 def test_a_graph_that_does_not_reproduce_torch_is_refused():
-    assert accelerate(PythonCounter(), "auto") == "torch"
+    assert predictor_for(PythonCounter(), "auto").runtime == "torch"
     with pytest.raises(RuntimeError, match="reproduce"):
-        accelerate(PythonCounter(), "onnx")
+        predictor_for(PythonCounter(), "onnx")
 
 
 class NumpyDecoder(torch.nn.Module):
@@ -160,6 +160,6 @@ class NumpyDecoder(torch.nn.Module):
 
 
 def test_numpy_code_is_never_frozen_into_a_graph():
-    assert accelerate(NumpyDecoder(), "auto") == "torch"
+    assert predictor_for(NumpyDecoder(), "auto").runtime == "torch"
     with pytest.raises(RuntimeError, match="NumPy"):
-        accelerate(NumpyDecoder(), "onnx")
+        predictor_for(NumpyDecoder(), "onnx")
