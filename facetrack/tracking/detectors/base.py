@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from facetrack.plugins import Plugin, build, status, weights_dir  # noqa: F401  (weights_dir: the detectors')
 
 
 @dataclass
@@ -234,61 +235,24 @@ def _inside_any(boxes: np.ndarray, outer: np.ndarray, fraction: float = 0.5) -> 
 # --- registry -------------------------------------------------------------------------------------------
 # Entries are imported lazily so that listing detectors (or using one) never imports another's dependency.
 
-@dataclass(frozen=True)
-class _Entry:
-    module: str  # facetrack.tracking.detectors.<module>
-    cls: str
-    requires: tuple[str, ...]  # importable modules the detector needs
-    install: str  # what to pip install when one is missing
-    weights: tuple[str, ...]  # files under facetrack/weights/
-    summary: str
-
-
-_REGISTRY: dict[str, _Entry] = {
-    "mtcnn": _Entry("mtcnn", "MTCNNDetector", ("torch", "safetensors"), "pip install torch safetensors",
-                    ("mtcnn.safetensors",), "MTCNN cascade (Zhang et al. 2016), pure torch, 5 points"),
-    "retinaface": _Entry("retinaface", "RetinaFaceDetector", ("onnxruntime",), "pip install onnxruntime",
-                         ("retinaface_mnet025.onnx",), "RetinaFace MobileNet-0.25 (ONNX), 5 points"),
-    "dlib_hog": _Entry("dlib_hog", "DlibHOGDetector", ("dlib",), "pip install dlib-bin (or dlib)", (),
+_PKG = "facetrack.tracking.detectors"
+_REGISTRY: dict[str, Plugin] = {
+    "mtcnn": Plugin(f"{_PKG}.mtcnn", "MTCNNDetector", ("torch", "safetensors"), "pip install torch safetensors",
+                    "MTCNN cascade (Zhang et al. 2016), pure torch, 5 points", ("mtcnn.safetensors",)),
+    "retinaface": Plugin(f"{_PKG}.retinaface", "RetinaFaceDetector", ("onnxruntime",), "pip install onnxruntime",
+                         "RetinaFace MobileNet-0.25 (ONNX), 5 points", ("retinaface_mnet025.onnx",)),
+    "dlib_hog": Plugin(f"{_PKG}.dlib_hog", "DlibHOGDetector", ("dlib",), "pip install dlib-bin (or dlib)",
                        "dlib's HOG + linear SVM frontal face detector, no points"),
 }
 
 
-def weights_dir() -> Path:
-    """Folder of the packaged weights (facetrack/weights)."""
-    return Path(__file__).resolve().parents[2] / "weights"
-
-
-def _missing(entry: _Entry) -> str | None:
-    """Why a detector cannot run here (a sentence naming the fix), or None when it can."""
-    import importlib.util
-
-    for module in entry.requires:
-        if importlib.util.find_spec(module) is None:
-            return f"needs the Python module {module!r}: {entry.install}"
-    for name in entry.weights:
-        if not (weights_dir() / name).is_file():
-            return f"weights file {weights_dir() / name} is missing (reinstall facetrack)"
-    return None
-
-
 def list_detectors() -> dict[str, str | None]:
     """Every registered detector name -> None when it can run here, else the reason (with what to install)."""
-    return {name: _missing(entry) for name, entry in _REGISTRY.items()}
+    return status(_REGISTRY)
 
 
 def build_detector(name: str, **kwargs: object) -> FaceDetector:
     """A detector by registered name, configured with ``kwargs`` (``min_size``, ``score_threshold``, ...)."""
     from facetrack.errors import ModelError
 
-    key = name.lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise ModelError(f"unknown face detector {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    entry = _REGISTRY[key]
-    reason = _missing(entry)
-    if reason is not None:
-        raise ModelError(f"face detector {key!r} is not available: {reason}")
-    import importlib
-
-    module = importlib.import_module(f"{__package__}.{entry.module}")
-    return getattr(module, entry.cls)(**kwargs)
+    return build(_REGISTRY, name.lower().replace("-", "_"), "face detector", ModelError, ModelError, **kwargs)
