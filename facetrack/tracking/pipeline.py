@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
+import cv2
 import numpy as np
 
 from facetrack.tracking.association import Identities, box_iou
@@ -53,9 +54,11 @@ class TrackerConfig:
     verify_every: int = 5
     verify_misses: int = 2
     support_iou: float = 0.5
+    verify_face: float = 80.0  # a re-check shrinks the frame until the smallest tracked face is this size (0: never)
     # with no face tracked or waiting, run the detector on one frame in N (a face that enters is found within
     # N - 1 frames; face-free video costs 1/N of the detector)
     idle_detect_every: int = 3
+    idle_side: int = 480  # ... on the frame shrunk to this longer side (0: full size): faces of ~40 px at 960 px
     # output filter (facetrack.tracking.smoothing.smoothing_params: True, a method name or a spec); None = off
     smoothing: bool | str | dict[str, Any] | None = None
 
@@ -168,8 +171,13 @@ class FaceTracker:
         cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
         return _side(box) >= 0.5 * self.config.min_face and 0 <= cx < width and 0 <= cy < height
 
-    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Usable detections: boxes (K, 4), scores (K,) and the detector's five points (K, 5, 2) or None."""
+    def _detect(self, image: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Usable detections: boxes (K, 4), scores (K,) and the detector's five points (K, 5, 2) or None, in frame
+        pixels; ``scale`` < 1 runs the detector on the frame shrunk by that factor (cheaper, larger faces only)."""
+        if scale < 1.0:
+            h, w = image.shape[:2]
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         found = self.detector.detect(image)
         boxes = np.asarray(found.boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(found.scores, dtype=np.float64).reshape(-1)
@@ -179,6 +187,10 @@ class FaceTracker:
         if points5 is not None:
             points5 = np.asarray(points5, dtype=np.float64).reshape(-1, 5, 2)
             points5 = points5 if len(points5) == len(boxes) else None
+        if scale < 1.0:  # a pixel centre u of the shrunk frame lies at (u + 0.5) / s - 0.5 in the frame
+            sx, sy = w / image.shape[1], h / image.shape[0]
+            boxes = (boxes + 0.5) * np.array([sx, sy, sx, sy]) - 0.5
+            points5 = None if points5 is None else (points5 + 0.5) * np.array([sx, sy]) - 0.5
         self.stats.detector_runs += 1
         sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         ok = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
@@ -250,7 +262,14 @@ class FaceTracker:
         idle_turn = not kept and not waiting and (self._idle - 1) % cfg.idle_detect_every == 0
         detect_time = 0.0
         if frame == 0 or waiting or periodic or verify or idle_turn:
-            boxes, det_scores, points5 = self._detect(image)
+            # a re-check alone looks for the tracked faces: it may run on a shrunk frame (the smallest tracked face
+            # kept at verify_face px or more), which also finds faces that enter at that size or larger
+            scale = 1.0
+            if not (frame == 0 or waiting or periodic or idle_turn) and cfg.verify_face > 0:
+                scale = min(1.0, cfg.verify_face / min(_side(t.estimate.extent) for t in kept))
+            elif idle_turn and frame > 0 and cfg.idle_side > 0:  # watching an empty scene: a bounded frame
+                scale = min(1.0, cfg.idle_side / max(image.shape[:2]))
+            boxes, det_scores, points5 = self._detect(image, scale)
             detect_time = time.perf_counter() - t1
             if verify:
                 kept = self._verify(kept, boxes, frame)

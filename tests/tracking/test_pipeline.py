@@ -226,3 +226,11 @@ def test_face_free_frames_run_the_detector_at_the_idle_cadence(fakes):
     assert detector.calls <= 1 + enters // 4 + 2
     found = next(t for t, f in enumerate(results) if f)
     assert enters <= found <= enters + 3  # picked up within idle_detect_every - 1 frames
+
+
+def test_a_shrunk_detection_maps_back_to_frame_pixels(fakes):
+    frame = fakes.draw_frame(SIZE, [(160, 100, 30)])
+    tracker = FaceTracker(fakes.blob_engine(), fakes.BlobDetector(), None, TrackerConfig())
+    full, _, _ = tracker._detect(frame)
+    half, _, _ = tracker._detect(frame, 0.5)
+    np.testing.assert_allclose(half, full, atol=2.5)  # the same face, to the shrunk frame's resolution
