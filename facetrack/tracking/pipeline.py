@@ -54,7 +54,7 @@ class TrackerConfig:
     verify_every: int = 5
     verify_misses: int = 2
     support_iou: float = 0.5
-    verify_face: float = 80.0  # a re-check shrinks the frame until the smallest tracked face is this size (0: never)
+    verify_face: float = 160.0  # a re-check shrinks the frame until the smallest tracked face is this size (0: never)
     # with no face tracked or waiting, run the detector on one frame in N (a face that enters is found within
     # N - 1 frames; face-free video costs 1/N of the detector)
     idle_detect_every: int = 3
