@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["COLOURS", "draw", "scheme_edges"]
+__all__ = ["COLOURS", "draw", "draw_landmarks", "scheme_edges"]
 
 # BGR, one per face of a still (largest first) or per track id
 COLOURS = ((0, 255, 0), (255, 128, 0), (0, 128, 255), (255, 0, 255), (0, 255, 255), (255, 255, 0))
@@ -37,7 +37,6 @@ def draw(image: Any, faces: Any, color: str = "bgr", edges: Sequence[tuple[int, 
     points); ``boxes``/``labels``: also draw each box and its track id (or rank for a still).
     """
     from facetrack.api import to_frame
-    from facetrack.landmarker import draw_landmarks
 
     out = to_frame(image, color)[0].copy()
     faces = list(getattr(faces, "faces", faces))
@@ -60,4 +59,20 @@ def draw(image: Any, faces: Any, color: str = "bgr", edges: Sequence[tuple[int, 
         if labels:
             text = str(track_id if track_id is not None else rank)
             cv2.putText(out, text, (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    return out
+
+
+def draw_landmarks(image: np.ndarray, points: np.ndarray, edges: Sequence[tuple[int, int]] = (),
+                   color: tuple[int, int, int] = (0, 255, 0), radius: int | None = None) -> np.ndarray:
+    """Draw points (and scheme edges) on a copy of a BGR image, sized to the face so small faces stay legible."""
+    out = image.copy()
+    pts = np.asarray(points, dtype=np.float64)
+    extent = float(np.ptp(pts[:, 0]) + np.ptp(pts[:, 1])) / 2 if len(pts) else 0.0
+    r = radius if radius is not None else max(1, int(round(extent / 80)))
+    shift = 4  # sub-pixel drawing: coordinates * 16
+    scaled = np.round(pts * (1 << shift)).astype(np.int32)
+    for i, j in edges:
+        cv2.line(out, tuple(scaled[i]), tuple(scaled[j]), color, max(1, r // 2), cv2.LINE_AA, shift)
+    for p in scaled:
+        cv2.circle(out, tuple(p), r << shift, color, -1, cv2.LINE_AA, shift)
     return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -125,19 +124,3 @@ class Landmarker:
         mirrored = both[k:, self._flip_perm].clone()
         mirrored[..., 0] = (self.model.input_size - 1) - mirrored[..., 0]
         return both[:k], conf[:k], mirrored, conf[k:, self._flip_perm]
-
-
-def draw_landmarks(image: np.ndarray, points: np.ndarray, edges: Sequence[tuple[int, int]] = (),
-                   color: tuple[int, int, int] = (0, 255, 0), radius: int | None = None) -> np.ndarray:
-    """Draw points (and scheme edges) on a copy of a BGR image, sized to the face so small faces stay legible."""
-    out = image.copy()
-    pts = np.asarray(points, dtype=np.float64)
-    extent = float(np.ptp(pts[:, 0]) + np.ptp(pts[:, 1])) / 2 if len(pts) else 0.0
-    r = radius if radius is not None else max(1, int(round(extent / 80)))
-    shift = 4  # sub-pixel drawing: coordinates * 16
-    scaled = np.round(pts * (1 << shift)).astype(np.int32)
-    for i, j in edges:
-        cv2.line(out, tuple(scaled[i]), tuple(scaled[j]), color, max(1, r // 2), cv2.LINE_AA, shift)
-    for p in scaled:
-        cv2.circle(out, tuple(p), r << shift, color, -1, cv2.LINE_AA, shift)
-    return out

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from facetrack.landmarker import Landmarker, draw_landmarks
+from facetrack.drawing import draw_landmarks
+from facetrack.landmarker import Landmarker
 from facetrack.models.registry import build_model
 from facetrack.tracking.engine import LandmarkerEngine
 
