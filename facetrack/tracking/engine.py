@@ -156,14 +156,15 @@ class CropEngine:
             first = np.where(trusted[:, None], self._boxes_from_points5(points5, rolls, boxes_np), boxes_np)
         else:
             first, trusted = boxes_np, np.ones(len(boxes_np), dtype=bool)
+        crop_boxes = first
         with torch.inference_mode():
             for k in range(self.landmarker.refine):
                 if k == 0:
                     points, _ = self._orient(image, first, rolls, boxes_np, ~trusted)
                 else:
-                    points, _ = self.landmarker.predict_boxes(image, boxes_np, rolls)
-                boxes_np, rolls = self._recrop(points)
-        return self._predict(image, boxes_np, rolls, [None] * len(boxes_np))
+                    points, _ = self.landmarker.predict_boxes(image, crop_boxes, rolls)
+                crop_boxes, rolls = self._recrop(points)
+        return self._predict(image, crop_boxes, rolls, [None] * len(crop_boxes))
 
     def step(self, image: np.ndarray, previous: Sequence[FaceEstimate]) -> list[FaceEstimate]:
         if not previous:
