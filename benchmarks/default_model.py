@@ -18,7 +18,7 @@ from pathlib import Path
 from facetrack.cli import main as cli
 
 
-def run(model: str, root: Path, out: Path, work: Path, flip: bool = False) -> dict[str, dict]:
+def run(model: str, root: Path, out: Path, work: Path, flip: bool = False, runtime: str = "auto") -> dict[str, dict]:
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)  # boxes and predictions derived from 300-W stay out of the repository
     boxes = work / "val_boxes.json"
@@ -29,7 +29,8 @@ def run(model: str, root: Path, out: Path, work: Path, flip: bool = False) -> di
     results = {}
     for protocol, extra in (("gt_boxes", ["--boxes", str(boxes)]), ("detector", [])):
         pred = work / f"pred_{protocol}.json"
-        if cli(["detect", *images, "--model", model, "--out", str(pred), *extra, *(["--flip"] if flip else [])]) != 0:
+        if cli(["detect", *images, "--model", model, "--out", str(pred), *extra, *(["--flip"] if flip else []),
+                "--runtime", runtime]) != 0:
             raise SystemExit(f"detect failed ({protocol})")
         result = out / f"{protocol}.json"
         if cli(["evaluate", str(pred), *common, "--out", str(result), "--ced", str(out / f"ced_{protocol}.png")]) != 0:
@@ -45,9 +46,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/default_model"))
     parser.add_argument("--work", type=Path, default=Path("runs/default_model"), help="boxes and predictions")
     parser.add_argument("--flip", action="store_true", help="detect --flip (test-time flip averaging)")
+    parser.add_argument("--runtime", default="auto", help="detect --runtime (auto, onnx, torch, int8)")
     args = parser.parse_args()
-    results = run(args.model, args.root, args.out, args.work, args.flip)
-    flag = " --flip" if args.flip else ""
+    results = run(args.model, args.root, args.out, args.work, args.flip, args.runtime)
+    flag = (" --flip" if args.flip else "") + (f" --runtime {args.runtime}" if args.runtime != "auto" else "")
     lines = [f"# Per-frame model on the held-out 300-W crops ({args.model}{flag})", "",
              f"Command: `python benchmarks/default_model.py --model {args.model} --out {args.out}{flag}`", "",
              "| boxes | faces | misses | NME % (inter-ocular) | AUC@0.08 | FR@0.08 % |", "|---|---|---|---|---|---|"]

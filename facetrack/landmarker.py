@@ -32,7 +32,8 @@ class Landmarker:
     frame to frame). See ``facetrack.tracking.engine``.
 
     ``runtime``: "auto" runs the encoder with onnxruntime on the CPU when it can (same outputs to ~1e-6,
-    about 1.5x faster at batch 1), "torch" keeps PyTorch, "onnx" insists (see ``facetrack.models.onnx_runtime``).
+    about 1.5x faster at batch 1), "torch" keeps PyTorch, "onnx" insists (see ``facetrack.models.onnx_runtime``),
+    "int8" runs the static int8 graph the card names (``facetrack quantize``; about 2x faster, per-frame models).
 
     ``flip``: test-time flip augmentation: every crop also runs mirrored (one batch of 2K), and the mirrored
     prediction, mapped back and re-ordered by the scheme's flip permutation, is averaged with the direct one.
@@ -51,9 +52,16 @@ class Landmarker:
 
             model = load_model(model, map_location=device)
         card = getattr(model, "card", {}) or {}
+        int8 = None
+        if runtime == "int8":
+            from facetrack.models.quantize import int8_graph
+
+            card_path = getattr(model, "card_path", None)
+            int8 = int8_graph(card, None if card_path is None else Path(card_path).parent)
         # BatchNorm folded into the convolutions: the same outputs with fewer CPU operator calls.
         self.model = model.to(device).eval().inference_copy()
-        self.predictor = predictor_for(self.model, runtime, device)  # the network, in PyTorch or onnxruntime
+        # the network, in PyTorch or onnxruntime (float, or the card's int8 graph)
+        self.predictor = predictor_for(self.model, runtime, device, int8)
         self.runtime = self.predictor.runtime
         self.crop_scale = float(crop_scale if crop_scale is not None else card.get("crop", {}).get("scale", 1.25))
         if refine < 0:

@@ -157,4 +157,5 @@ def load_model(name_or_path: str | Path, map_location: str | torch.device = "cpu
         raise ModelError(f"{weights}: does not match the architecture of {card_path} ({detail})")
     model.load_state_dict(tensors, strict=True)
     model.card = card  # type: ignore[attr-defined]  # kept for writers (model name, crop policy)
+    model.card_path = card_path  # type: ignore[attr-defined]  # files the card names (its int8 graph) sit next to it
     return model.to(map_location).eval()

@@ -29,9 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from facetrack.errors import ModelError
+
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "onnx", "torch")
+RUNTIMES = ("auto", "onnx", "torch", "int8")
 
 
 class _Predict(nn.Module):
@@ -114,7 +116,8 @@ def _graph(model: nn.Module, kind: str, export: Callable[[], bytes]) -> bytes:
     return graph
 
 
-def _session(model: nn.Module, kind: str, export: Callable[[], bytes], threads: int | None) -> Any:
+def _session_from(graph: bytes, threads: int | None) -> Any:
+    """An onnxruntime CPU session of ``graph`` with facetrack's options."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -123,10 +126,26 @@ def _session(model: nn.Module, kind: str, export: Callable[[], bytes], threads: 
     # No busy-waiting between runs: spinning ORT threads steal the cores from the PyTorch decoding, cropping and
     # validation that follow each call (medians doubled in the tracking loop without this).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def _session(model: nn.Module, kind: str, export: Callable[[], bytes], threads: int | None) -> Any:
     try:
-        return ort.InferenceSession(_graph(model, kind, export), options, providers=["CPUExecutionProvider"])
+        return _session_from(_graph(model, kind, export), threads)
+    except ImportError:
+        raise
     except Exception as exc:  # exporter and onnxruntime raise many types for an unsupported graph
         raise RuntimeError(f"could not run {type(model).__name__} with onnxruntime: {exc}") from exc
+
+
+def _graph_predict(session: Any) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """``predict(crops) -> (coords, confidences)`` of a predict graph's session (its first two outputs)."""
+
+    def predict(images: Tensor) -> tuple[Tensor, Tensor]:
+        coords, conf = session.run(None, {"images": _array(images)})[:2]
+        return torch.from_numpy(coords), torch.from_numpy(conf)
+
+    return predict
 
 
 def _self_check(name: str, expected: list[Tensor], got: list[Tensor]) -> None:
@@ -169,9 +188,7 @@ def onnx_predict(model: nn.Module, threads: int | None = None) -> Callable[[Tens
     def run(images: Tensor) -> list[Tensor]:
         return [torch.from_numpy(r) for r in session.run(None, {"images": _array(images)})]
 
-    def predict(images: Tensor) -> tuple[Tensor, Tensor]:
-        coords, conf = run(images)[:2]
-        return coords, conf
+    predict = _graph_predict(session)
 
     try:
         got = run(probe)
@@ -239,15 +256,22 @@ class Predictor:
     step: Callable[[Tensor, Any], tuple[dict[str, Tensor], Any]] | None = None
 
 
-def predictor_for(model: Any, runtime: str = "auto", device: str | torch.device = "cpu") -> Predictor:
+def predictor_for(model: Any, runtime: str = "auto", device: str | torch.device = "cpu",
+                  int8_graph: Path | None = None) -> Predictor:
     """The ``Predictor`` of an eval-mode inference copy: a per-frame model's ``predict`` or a temporal model's
     ``step`` through onnxruntime when ``runtime`` allows it.
 
     ``runtime``: "onnx" (fail if impossible), "torch" (the model's own methods), "auto" (onnx on the CPU when
-    available, else torch). The onnx functions have no gradients.
+    available, else torch), "int8" (a per-frame model's static int8 graph ``int8_graph``, made by
+    ``facetrack.models.quantize``). The onnx functions have no gradients.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime == "int8":
+        if callable(getattr(model, "init_state", None)) or int8_graph is None:
+            raise ModelError("--runtime int8 needs a per-frame model whose card names an int8 graph "
+                             "(facetrack quantize); temporal models have none yet")
+        return Predictor("int8", _graph_predict(_session_from(Path(int8_graph).read_bytes(), None)))
     temporal = callable(getattr(model, "init_state", None)) and callable(getattr(model, "step", None))
     own = Predictor("torch", getattr(model, "predict", None), model.step if temporal else None)
     stand_in = any(name in vars(model) for name in ("predict", "step"))  # replaced on the instance (tests): keep it

@@ -1,0 +1,72 @@
+"""Static int8 copies of a per-frame model's onnxruntime graph, for ``--runtime int8``.
+
+The convolutions of the graph ``facetrack`` runs for a model (``onnx_runtime.onnx_predict``: network and decoding)
+are quantised in QDQ format, per-channel int8 weights and uint8 activations whose ranges are calibrated on crops
+of *training* faces; the decoding stays in float. Measured for ``aohr-68``: 3.71 -> 1.88 ms per face at batch 1 on
+two cores, held-out NME 3.337 -> 3.339 % (``benchmarks/quantize_probe.py --static``). Calibration needs annotated
+faces, so the int8 graph is made once (``facetrack quantize``) and shipped next to the weights, named in the card's
+``int8`` section with its sha256 and that of the weights it was made from.
+"""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from facetrack.errors import ModelError
+
+SUFFIX = ".int8.onnx"
+
+
+def quantize_predict(landmarker: Any, crops: Sequence[np.ndarray], out: str | Path) -> Path:
+    """Write the static int8 graph of ``landmarker``'s per-frame model, calibrated on model-input ``crops``
+    ((1, 3, F, F) float32 arrays, RGB [0, 1]), to ``out``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from facetrack.models.onnx_runtime import _weights_key, cache_dir, predictor_for
+
+    if callable(getattr(landmarker.model, "init_state", None)):
+        raise ModelError(f"{landmarker.name} is a temporal model: int8 graphs are for per-frame models")
+    predictor_for(landmarker.model, "onnx")  # exports and caches the float graph
+    graph = cache_dir() / f"{_weights_key(landmarker.model, 'predict')}.onnx"
+    items = iter(crops)
+
+    class Crops(CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            crop = next(items, None)
+            return None if crop is None else {"images": np.ascontiguousarray(crop, dtype=np.float32)}
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:  # the quantiser writes side files next to its output
+        staged = Path(tmp) / out.name
+        quantize_static(str(graph), str(staged), Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(staged.read_bytes())
+    out.chmod(0o644)
+    return out
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def int8_graph(card: dict[str, Any], card_dir: Path | None) -> Path:
+    """The card's int8 graph, checked: a plain file name next to the card, its sha256, made from these weights."""
+    section = card.get("int8")
+    name = card.get("name", "model")
+    if not isinstance(section, dict) or card_dir is None:
+        raise ModelError(f"{name} has no int8 graph: make one with `facetrack quantize {name} --dataset D --root R` "
+                         "(training faces), or use --runtime onnx")
+    graph = section.get("graph")
+    if not isinstance(graph, str) or Path(graph).name != graph or not (card_dir / graph).is_file():
+        raise ModelError(f"{card_dir}: the card's int8 graph {graph!r} is not a file in the card's folder")
+    path = card_dir / graph
+    if section.get("sha256") != sha256(path):
+        raise ModelError(f"{path}: sha256 differs from the one in {name}'s card (corrupt or replaced file)")
+    if section.get("weights_sha256") != card.get("sha256"):
+        raise ModelError(f"{path}: made from other weights than {name}'s; run facetrack quantize again")
+    return path

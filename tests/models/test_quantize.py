@@ -1,0 +1,60 @@
+"""Static int8 graphs (``facetrack quantize``, ``--runtime int8``): made from calibration crops, named and checked by
+the card, refused for temporal models and for other weights."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from facetrack.errors import ModelError
+from facetrack.landmarker import Landmarker
+from facetrack.models import build_model, save_model
+from facetrack.models.quantize import SUFFIX, quantize_predict, sha256
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACETRACK_CACHE", str(tmp_path / "cache"))
+
+
+def _quantised(tmp_path, tiny_aohr_config):
+    torch.manual_seed(0)
+    weights, card_path = save_model(build_model("aohr", **tiny_aohr_config), tmp_path / "tiny", {"name": "tiny"})
+    float_landmarker = Landmarker(weights, runtime="onnx", calibrate=False)
+    crops = [np.random.default_rng(k).random((1, 3, 64, 64), dtype=np.float32) for k in range(8)]
+    graph = quantize_predict(float_landmarker, crops, card_path.with_name("tiny" + SUFFIX))
+    card = json.loads(card_path.read_text())
+    card["int8"] = {"graph": graph.name, "sha256": sha256(graph), "weights_sha256": card["sha256"]}
+    card_path.write_text(json.dumps(card))
+    return weights, card_path, float_landmarker, crops
+
+
+def test_int8_graph_runs_from_the_card_close_to_the_float_graph(tmp_path, tiny_aohr_config):
+    weights, _, float_landmarker, crops = _quantised(tmp_path, tiny_aohr_config)
+    landmarker = Landmarker(weights, runtime="int8", calibrate=False)
+    assert landmarker.runtime == "int8"
+    images = torch.from_numpy(np.concatenate(crops))
+    coords, conf = landmarker.predict_crops(images)
+    reference, _ = float_landmarker.predict_crops(images)
+    assert coords.shape == reference.shape and conf.shape == (8, landmarker.num_points)
+    assert torch.isfinite(coords).all()
+    # random weights give flat heatmaps, so a few argmaxes may move; most coordinates stay within a pixel
+    assert float((coords - reference).abs().median()) < 1.0
+
+
+def test_int8_is_refused_without_a_graph_for_these_weights(tmp_path, tiny_aohr_config):
+    weights, card_path, _, _ = _quantised(tmp_path, tiny_aohr_config)
+    card = json.loads(card_path.read_text())
+    card["int8"]["weights_sha256"] = "0" * 64
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="other weights"):
+        Landmarker(weights, runtime="int8")
+    card.pop("int8")
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="facetrack quantize"):
+        Landmarker(weights, runtime="int8")
