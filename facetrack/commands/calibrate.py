@@ -28,26 +28,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def training_faces(args: argparse.Namespace) -> list:
+    """The annotated faces ``args`` names (``dataset``, ``root``, ``split``), at most ``faces`` evenly spaced."""
     import numpy as np
 
-    from facetrack.calibration import MODES, calibration_card, estimate_offsets
     from facetrack.evaluation import load_ground_truth
+
+    samples = [s for faces in load_ground_truth(args.dataset, args.root, args.split).values() for s in faces]
+    if args.faces > 0 and len(samples) > args.faces:
+        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, args.faces).round().astype(int)]
+    return samples
+
+
+def command_line(name: str, args: argparse.Namespace) -> str:
+    """The shell command that made a card section (recorded in it)."""
+    return " ".join(shlex.quote(str(a)) for a in (
+        "facetrack", name, args.model, "--dataset", args.dataset, "--root", args.root, "--split", args.split,
+        *(("--faces", args.faces) if args.faces > 0 else ())))
+
+
+def run(args: argparse.Namespace) -> int:
+    from facetrack.calibration import MODES, calibration_card, estimate_offsets
     from facetrack.landmarker import Landmarker
     from facetrack.models.hub import locate_card, read_card
 
     card_path = locate_card(args.model)
-    samples = [s for faces in load_ground_truth(args.dataset, args.root, args.split).values() for s in faces]
-    if args.faces > 0 and len(samples) > args.faces:
-        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, args.faces).round().astype(int)]
+    samples = training_faces(args)
     offsets = estimate_offsets(Landmarker(args.model, calibrate=False), samples)
     for mode in MODES:
         mean = offsets[mode].mean(axis=0)
         print(f"{mode}: mean offset x {mean[0]:+.3f}, y {mean[1]:+.3f} crop px over {len(samples)} faces")
     card = read_card(card_path)
-    command = " ".join(shlex.quote(str(a)) for a in (
-        "facetrack", "calibrate", args.model, "--dataset", args.dataset, "--root", args.root, "--split", args.split,
-        *(("--faces", args.faces) if args.faces > 0 else ())))
+    command = command_line("calibrate", args)
     card["calibration"] = calibration_card(offsets, len(samples), f"{args.dataset} {args.root} split {args.split}",
                                            command)
     out = args.out or card_path

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from pathlib import Path
 
+from facetrack.commands.calibrate import command_line, training_faces
 from facetrack.commands.evaluate import DATASETS
 
 
@@ -26,26 +26,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from facetrack.data.transforms import box_from_landmarks
-    from facetrack.evaluation import load_ground_truth
     from facetrack.landmarker import Landmarker
     from facetrack.models.hub import locate_card, read_card
     from facetrack.models.quantize import SUFFIX, quantize_predict, sha256
 
     card_path = locate_card(args.model)
-    samples = [s for faces in load_ground_truth(args.dataset, args.root, args.split).values() for s in faces]
-    if args.faces > 0 and len(samples) > args.faces:
-        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, args.faces).round().astype(int)]
+    samples = training_faces(args)
     landmarker = Landmarker(args.model, runtime="onnx", calibrate=False)
     crops = [landmarker.crops(s.load_image(), box_from_landmarks(s.landmarks)[None])[0].numpy() for s in samples]
     card = read_card(card_path)
     graph = card_path.with_name(card_path.stem + SUFFIX)
     quantize_predict(landmarker, crops, graph)
-    command = " ".join(shlex.quote(str(a)) for a in (
-        "facetrack", "quantize", args.model, "--dataset", args.dataset, "--root", args.root, "--split", args.split,
-        "--faces", args.faces))
+    command = command_line("quantize", args)
     card["int8"] = {"graph": graph.name, "sha256": sha256(graph), "weights_sha256": card.get("sha256"),
                     "method": "onnxruntime quantize_static, QDQ, convolutions only, per-channel int8 weights, "
                               "uint8 activations", "calibration_faces": len(samples),

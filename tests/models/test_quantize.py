@@ -58,3 +58,16 @@ def test_int8_is_refused_without_a_graph_for_these_weights(tmp_path, tiny_aohr_c
     card_path.write_text(json.dumps(card))
     with pytest.raises(ModelError, match="facetrack quantize"):
         Landmarker(weights, runtime="int8")
+
+
+@pytest.mark.shared_data
+def test_quantize_command_writes_the_graph_and_the_card_section(tmp_path, tiny_aohr_config, shared_data):
+    from facetrack.cli import main
+
+    torch.manual_seed(0)
+    weights, card_path = save_model(build_model("aohr", **tiny_aohr_config), tmp_path / "tiny", {"name": "tiny"})
+    assert main(["quantize", str(weights), "--dataset", "shared300w", "--root", str(shared_data / "300w"),
+                 "--faces", "4"]) == 0
+    card = json.loads(card_path.read_text())
+    assert card["int8"]["graph"] == "tiny" + SUFFIX and card["int8"]["calibration_faces"] == 4
+    assert Landmarker(weights, runtime="int8").runtime == "int8"
