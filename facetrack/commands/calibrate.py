@@ -19,13 +19,19 @@ from facetrack.commands.evaluate import DATASETS
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("calibrate", help="measure a model's per-landmark offsets on training faces -> its card",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_face_arguments(p, faces=0, faces_help="use at most N faces, evenly spaced (0 = all)")
+    p.add_argument("--out", type=Path, default=None, help="card to write (default: the model's own card, in place)")
+    p.set_defaults(func=run)
+
+
+def add_training_face_arguments(p: argparse.ArgumentParser, faces: int, faces_help: str) -> None:
+    """MODEL, --dataset, --root, --split and --faces: a model and the annotated training faces it is measured on
+    (``calibrate`` and ``quantize``)."""
     p.add_argument("model", help="weights path (.safetensors with its .json card) or packaged model name")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", required=True, type=Path, help="dataset folder")
     p.add_argument("--split", default="train", help="the training faces (default: train)")
-    p.add_argument("--faces", type=int, default=0, help="use at most N faces, evenly spaced (0 = all)")
-    p.add_argument("--out", type=Path, default=None, help="card to write (default: the model's own card, in place)")
-    p.set_defaults(func=run)
+    p.add_argument("--faces", type=int, default=faces, help=faces_help)
 
 
 def training_faces(args: argparse.Namespace) -> list:

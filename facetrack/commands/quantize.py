@@ -8,20 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
-from facetrack.commands.calibrate import command_line, training_faces
-from facetrack.commands.evaluate import DATASETS
+from facetrack.commands.calibrate import add_training_face_arguments, command_line, training_faces
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("quantize", help="make a per-frame model's int8 graph from training faces -> its card",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="weights path (.safetensors with its .json card) or packaged model name")
-    p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--root", required=True, type=Path, help="dataset folder")
-    p.add_argument("--split", default="train", help="the training faces (default: train)")
-    p.add_argument("--faces", type=int, default=200, help="faces to calibrate on, evenly spaced (default 200)")
+    add_training_face_arguments(p, faces=200, faces_help="faces to calibrate on, evenly spaced (default 200)")
     p.set_defaults(func=run)
 
 

@@ -11,7 +11,6 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facetrack.errors import ModelError
