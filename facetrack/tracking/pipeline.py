@@ -79,13 +79,15 @@ class TrackerConfig:
 @dataclass
 class TrackedFace:
     """One face on one frame. ``box`` is the tight box of the landmarks (frame pixels); ``score`` the
-    validation score that kept the track (face validator combined with the landmark confidences)."""
+    validation score that kept the track (face validator combined with the landmark confidences); ``detected``:
+    the track (re)started from a face detection on this frame (a new face, or one lost and found again)."""
 
     track_id: int
     box: np.ndarray
     score: float
     landmarks: np.ndarray
     confidences: np.ndarray
+    detected: bool = False
 
 
 @dataclass
@@ -213,14 +215,14 @@ class FaceTracker:
                   & (centres[:, None, 1] >= extents[None, :, 1]) & (centres[:, None, 1] <= extents[None, :, 3]))
         return hit | inside.any(axis=1)
 
-    def _face(self, track: _Track, time_s: float) -> TrackedFace:
+    def _face(self, track: _Track, time_s: float, frame: int = -1) -> TrackedFace:
         points = track.estimate.landmarks
         if track.smoother is not None:
             points = track.smoother(points, time_s)
         from facetrack.data.transforms import box_from_landmarks
 
         return TrackedFace(track.track_id, box_from_landmarks(points), float(track.score), points.copy(),
-                           np.asarray(track.estimate.confidences, dtype=np.float64).copy())
+                           np.asarray(track.estimate.confidences, dtype=np.float64).copy(), track.started == frame)
 
     def _smoother(self) -> Callable[[np.ndarray, float], np.ndarray] | None:
         spec = self.config.smoothing
@@ -290,7 +292,7 @@ class FaceTracker:
 
         self.tracks = sorted(kept, key=lambda t: t.track_id)
         self.stats.frames += 1
-        faces = [self._face(t, time_s) for t in self.tracks]
+        faces = [self._face(t, time_s, frame) for t in self.tracks]
         if faces:
             self.stats.frames_with_face += 1
         self.timings = {"detection": 1000.0 * detect_time, "landmarks": 1000.0 * ((t2 - t0) - detect_time)}

@@ -5,7 +5,8 @@ Outputs (the public contract of shared/DESIGN.md, plus ``--format`` extras):
 - ``summary.json``: written as "not completed" before the first frame, at each checkpoint and at the end, so a run
   that is killed, interrupted or fails still leaves one saying so (``completed``/``reason``); it records what made
   the folder (``provenance``), frame images that could not be decoded (``bad_frames``) and, while unfinished,
-  where a resumed run goes on (``progress``);
+  where a resumed run goes on (``progress``), and ``track_starts``: ``[frame, track_id]`` where a track (re)started
+  from a face detection (a new face, or a lost one found again; ``facetrack report`` marks them);
 - ``landmarks.jsonl``: one JSON object per frame, faces included (an empty list on frames without a face);
 - ``landmarks.npz``: the CSV as arrays, assembled from bounded parts (``facetrack.io.track_output``);
 - ``annot/000001.pts``: the 300VW layout, 1-based frame numbers, the lowest track id of each frame; with
@@ -140,12 +141,15 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
     start = sink.resume_from
     earlier = [b for b in (sink.previous_summary.get("bad_frames") or [])  # undecodable frames before the resume
                if isinstance(b, dict) and isinstance(b.get("frame"), int) and b["frame"] < start]
+    starts = [s for s in (sink.previous_summary.get("track_starts") or [])  # (re)detections before the resume
+              if isinstance(s, list) and len(s) == 2 and isinstance(s[0], int) and s[0] < start]
     bad: dict[int, str] = getattr(frames, "bad_frame_reasons", None)  # the source's own dict: it grows
     if bad is None:
         bad = {}
     seen_bad = -1
     summary.update({"width": frames.size[0], "height": frames.size[1], "source_fps": frames.fps,
-                    "source_frames": frames.frame_count, "live": live, "resumed_from": start or None})
+                    "source_frames": frames.frame_count, "live": live, "resumed_from": start or None,
+                    "track_starts": starts})  # the list grows in place: each checkpoint writes it
     sink.start(summary)
     if show and not has_display():
         logger.warning("no display (DISPLAY unset or OpenCV built without GUI, e.g. opencv-python-headless): "
@@ -167,6 +171,8 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
             if len(bad) != seen_bad:  # recorded at the next checkpoint
                 seen_bad = len(bad)
                 summary["bad_frames"] = _bad_frames(earlier, bad, start)
+            starts.extend([result.index, int(f.track_id) + sink.track_id_offset]
+                          for f in result.faces if getattr(f, "detected", False))
             sink.write(result.index, result.time_s, [FaceRow(f.track_id, f.box, f.score, f.landmarks, f.confidences)
                                                      for f in result.faces])
             if result.image is not None and (overlay is not None or show):
