@@ -235,7 +235,7 @@ def _mean_face(scheme: str) -> np.ndarray | None:
 
 def engine_for(landmarker: Landmarker, crop_smoothing: CropSmoothing | None = None) -> LandmarkEngine:
     """The engine a model needs: ``TemporalEngine`` for temporal models, ``LandmarkerEngine`` for the rest."""
-    if isinstance(landmarker.model, TemporalLandmarkModel):
+    if isinstance(landmarker.model, TemporalLandmarkModel) or callable(getattr(landmarker.model, "init_state", None)):
         if landmarker.flip:
             raise ModelError(f"{landmarker.name} is a temporal model: test-time flip is for per-frame models "
                              "(a mirrored crop would need its own recurrent state)")

@@ -146,7 +146,7 @@ class TemporalModule(LandmarkModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.current_epoch}, "
                                      f"batch {batch_idx} (lower optim.lr?)")
-        size = len(batch["targets"]["hx"])
+        size = len(batch["landmarks"])
         self._train_sum += torch.tensor([loss.item() * size, size], dtype=torch.float64)
         self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
         return loss

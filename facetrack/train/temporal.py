@@ -73,6 +73,8 @@ class ClipSection:
     feature_cache: str = ""           # folder: frozen-encoder training on cached features
     cache_clips: int = 512            # training clips in the cache (the val cache holds val_clips)
     cache_window: int = 0             # train on the first frames of cached clips only (0: all)
+    reverse: bool = False             # training clips played backwards at random (facetrack.data.clip_augment)
+    flip: bool = False                # training clips mirrored at random (rendered clips only, not the cache)
 
 
 @dataclass
@@ -119,6 +121,12 @@ def build_temporal_model(section: TemporalModelSection, source: str | Path = "<r
     from facetrack.models.temporal.base import TemporalLandmarkModel
 
     config = dict(section.config)
+    standalone = _standalone(section.arch)
+    if standalone:  # a temporal model without an AOHR encoder (local-motion networks): trained from scratch
+        if section.encoder_weights or freeze_encoder:
+            raise DataError(source, f"{section.arch} has no separate encoder: leave model.encoder_weights and "
+                                    "data.clips.feature_cache empty")
+        return build_model(section.arch, **config)
     if freeze_encoder is not None:
         config["freeze_encoder"] = freeze_encoder
     encoder = start = None
@@ -146,6 +154,16 @@ def build_temporal_model(section: TemporalModelSection, source: str | Path = "<r
     elif model.freeze_encoder:
         raise DataError(source, "a frozen encoder needs trained weights: set model.encoder_weights=PATH")
     return model
+
+
+def _standalone(arch: str) -> bool:
+    """Whether ``arch`` (a name or preset) is a temporal model with its own streaming state and no AOHR encoder."""
+    from facetrack.models.registry import resolve
+
+    return resolve(arch)[0] in STANDALONE_ARCHS
+
+
+STANDALONE_ARCHS = ("local-motion",)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -180,8 +198,16 @@ def build_clip_datasets(config: TemporalTrainConfig, model: Any, rle: Any = None
     train_source, val_source, info = clip_sources(data, config.source)
     policy = _policy(data, config.source)
     if not data.clips.feature_cache:
-        return (ClipDataset(train_source, model.encode_targets, model.input_size, policy, seed=None),
+        train_set: Any = ClipDataset(train_source, model.encode_targets, model.input_size, policy, seed=None)
+        if data.clips.reverse or data.clips.flip:
+            from facetrack.data.clip_augment import AugmentedClips
+
+            train_set = AugmentedClips(train_set, model.encode_targets, model.input_size, model.scheme,
+                                       data.clips.reverse, data.clips.flip)
+        return (train_set,
                 ClipDataset(val_source, model.encode_targets, model.input_size, policy, seed=data.seed + 1), info)
+    if data.clips.flip or data.clips.reverse:
+        raise DataError(config.source, "data.clips.flip / reverse need rendered clips, not a feature_cache")
     root = Path(data.clips.feature_cache)
     encoder_card = config.model.encoder_weights
     for name, src, count, seed in (("train", train_source, data.clips.cache_clips, data.seed),
