@@ -14,7 +14,7 @@ stages with the same weights start from the training mean shape and re-crop arou
   negative log-likelihood of the label in patch coordinates (Eqs. 5.8-5.10), averaged over stages and layers
   (Eq. 5.9 sums them: a constant factor). The next patch side is ``max(6 Z W sx, 6 Z W sy)``, Z = 2, clipped to
   ``[L_down W, L_up W]`` (section 5.2.2); ``patch_rule: fixed`` halves it instead. Inference can stop after any
-  stage (``exit_stage``). The uncertainty ``U = W sigma`` (Eq. 5.6, crop pixels) gives facetrack's per-landmark
+  stage (``exit_stage``, 0: all). The uncertainty ``U = W sigma`` (Eq. 5.6, crop pixels) gives facetrack's per-landmark
   confidence: the predicted probability that the landmark lies within +-tau F of its estimate on both axes.
 
 Choices the thesis leaves open or that differ here, all in ``config``:
@@ -195,6 +195,7 @@ class SLPT(LandmarkModel):
         l_up: float = 0.7,
         context: float = 2.0,
         tau: float = 0.02,
+        exit_stage: int = 0,
     ) -> None:
         super().__init__(num_points=num_points, scheme=scheme, input_size=input_size)
         if distribution not in DISTRIBUTIONS:
@@ -203,6 +204,8 @@ class SLPT(LandmarkModel):
             raise ValueError(f"patch_rule must be one of {PATCH_RULES}, got {patch_rule!r}")
         if patch_rule == "dynamic" and distribution == "none":
             raise ValueError("the dynamic patch rule needs a predicted scale: set distribution gaussian or laplace")
+        if not 0 <= exit_stage <= stages:
+            raise ValueError(f"exit_stage must be 0 (all stages) or 1..{stages}, got {exit_stage}")
         if not 0 < tau < 1:
             raise ValueError(f"tau is a fraction of the input size in (0, 1), got {tau}")
         if not (0 < l_down <= l_up) or stages < 1 or layers < 1 or patch_size < 1 or not 0 < initial_patch <= 1:
@@ -215,10 +218,9 @@ class SLPT(LandmarkModel):
             "dim": dim, "heads": heads, "layers": layers, "mlp_ratio": float(mlp_ratio), "stages": stages,
             "initial_patch": float(initial_patch), "distribution": distribution, "patch_rule": patch_rule,
             "l_down": float(l_down), "l_up": float(l_up), "context": float(context),
-            "tau": float(tau),
+            "tau": float(tau), "exit_stage": int(exit_stage),
         }
         self.patch_size, self.stages, self.distribution = patch_size, stages, distribution
-        self.exit_stage = stages  # inference may stop earlier (DSLPT's early exit, Table 5.19)
         self.embed = nn.Linear(self.encoder.out_channels * patch_size * patch_size, dim)
         self.embed_norm = nn.LayerNorm(dim)
         self.structure = nn.Parameter(torch.randn(num_points, dim) * 0.02)  # P: structure encoding
@@ -237,6 +239,17 @@ class SLPT(LandmarkModel):
         self._ocular = (a, b)
         if backbone_init and not self.structure.is_meta:  # the hub's shape probe builds on the meta device
             self._load_backbone(backbone_init)
+
+    @property
+    def exit_stage(self) -> int:
+        """The stage inference stops after (DSLPT's early exit, Table 5.19); in ``config`` so exported graphs differ."""
+        return self.config["exit_stage"] or self.stages
+
+    @exit_stage.setter
+    def exit_stage(self, stage: int) -> None:
+        if not 1 <= stage <= self.stages:
+            raise ValueError(f"exit_stage must be in 1..{self.stages}, got {stage}")
+        self.config["exit_stage"] = int(stage)
 
     def _load_backbone(self, name_or_path: str) -> None:
         """Copy a packaged or saved facetrack model's ``backbone.*`` tensors into this model's backbone."""
