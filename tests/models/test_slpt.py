@@ -157,3 +157,17 @@ def test_landmarker_runs_the_model():
     image = np.random.default_rng(0).integers(0, 255, (120, 100, 3), dtype=np.uint8)
     points, conf = Landmarker(model).predict_boxes(image, np.array([[20.0, 30.0, 80.0, 100.0]]))
     assert points.shape == (1, 68, 2) and conf.shape == (1, 68) and np.isfinite(points).all()
+
+
+@pytest.mark.parametrize("recipe", ["slpt68_cpu", "dslpt68_cpu", "slpt68_gpu", "dslpt68_gpu"])
+def test_recipes_name_registered_models(recipe):
+    from pathlib import Path
+
+    from facetrack.models.registry import resolve
+    from facetrack.train.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{recipe}.yaml"
+    config = load_config(path)
+    arch, full = resolve(config.model.arch, **config.model.config)
+    assert arch == ("dslpt" if recipe.startswith("d") else "slpt") and config.trainer.resume == "auto"
+    assert full["stages"] == 3 and full["patch_size"] == 7
