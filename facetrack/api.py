@@ -47,7 +47,8 @@ class FrameResult:
     image: np.ndarray | None = None
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        """The faces as arrays: boxes (F, 4), scores (F,), landmarks (F, N, 2), confidences (F, N), track_ids (F,)."""
+        """The faces as arrays: boxes (F, 4), scores (F,), landmarks (F, N, 2), confidences (F, N), poses (F, 3)
+        (yaw, pitch, roll degrees; NaN when unknown), track_ids (F,)."""
         return Faces(self.faces).to_numpy()
 
     def to_pandas(self) -> Any:
@@ -57,12 +58,15 @@ class FrameResult:
 
 @dataclass
 class Face:
-    """One face of a still image: detector box and score, landmarks (N, 2) pixels, confidences (N,)."""
+    """One face of a still image: detector box and score, landmarks (N, 2) pixels, confidences (N,), and the head
+    ``pose`` (yaw, pitch, roll) in degrees (``facetrack.pose``: the model's own when it has a pose head, else the
+    generic 3D face fitted to the landmarks; None for schemes other than iBUG-68)."""
 
     box: np.ndarray
     score: float | None
     landmarks: np.ndarray
     confidences: np.ndarray
+    pose: np.ndarray | None = None
 
 
 class Faces(list):
@@ -75,11 +79,13 @@ class Faces(list):
         self.orientation = orientation
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        """boxes (F, 4), scores (F,; NaN when given boxes had none), landmarks (F, N, 2), confidences (F, N)."""
+        """boxes (F, 4), scores (F,; NaN when given boxes had none), landmarks (F, N, 2), confidences (F, N),
+        poses (F, 3) (yaw, pitch, roll degrees; NaN when unknown)."""
         return _face_rows(self, self.num_points)
 
     def to_pandas(self) -> Any:
-        """One row per face: ``box_x0..box_y1``, ``score``, ``x_i``, ``y_i``, ``conf_i``; needs pandas."""
+        """One row per face: ``box_x0..box_y1``, ``score``, ``x_i``, ``y_i``, ``conf_i``, ``yaw``, ``pitch``,
+        ``roll``; needs pandas."""
         return to_pandas(self)
 
 
@@ -241,12 +247,15 @@ def _face_rows(faces: Sequence[Any], num_points: int | None) -> dict[str, np.nda
     rows = {
         "boxes": np.zeros((len(faces), 4)), "scores": np.full(len(faces), np.nan),
         "landmarks": np.zeros((len(faces), n, 2)), "confidences": np.zeros((len(faces), n)),
+        "poses": np.full((len(faces), 3), np.nan),
     }
     for k, face in enumerate(faces):
         rows["boxes"][k] = np.asarray(face.box, dtype=np.float64).reshape(4)
         rows["scores"][k] = np.nan if face.score is None else float(face.score)
         rows["landmarks"][k] = np.asarray(face.landmarks, dtype=np.float64)
         rows["confidences"][k] = np.asarray(face.confidences, dtype=np.float64)
+        if getattr(face, "pose", None) is not None:
+            rows["poses"][k] = np.asarray(face.pose, dtype=np.float64).reshape(3)
     if faces and hasattr(faces[0], "track_id"):
         rows["track_ids"] = np.array([int(f.track_id) for f in faces], dtype=np.int64)
     return rows
@@ -256,7 +265,7 @@ def to_pandas(results: Any) -> Any:
     """One ``pandas.DataFrame`` for any result: a still's faces (one row per face), a batch of them (column
     ``image``), a ``FrameResult`` or an iterable of them (columns ``frame``, ``time_s``, ``track_id``). The
     landmark columns are those of ``landmarks.csv``: ``box_x0..box_y1``, ``score``, ``x_i``, ``y_i``,
-    ``conf_i``. pandas is optional: it is imported here only."""
+    ``conf_i``, ``yaw``, ``pitch``, ``roll``. pandas is optional: it is imported here only."""
     try:
         import pandas as pd
     except ImportError:
@@ -283,6 +292,8 @@ def to_pandas(results: Any) -> Any:
             columns[f"y_{i}"] = arrays["landmarks"][:, i, 1]
         for i in range(n):
             columns[f"conf_{i}"] = arrays["confidences"][:, i]
+        for j, name in enumerate(("yaw", "pitch", "roll")):
+            columns[name] = arrays["poses"][:, j]
         tables.append(pd.DataFrame(columns))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
@@ -472,6 +483,11 @@ class Detector:
         estimates = self.engine.start(frame, list(found[order]), points5)
         if points5 is not None and self.validator is not None:
             estimates = self._recheck(frame, found[order], points5, estimates)
+        from facetrack.pose import face_pose
+
+        size = (frame.shape[1], frame.shape[0])
         return Faces([Face(found[i].copy(), float(scores[i]) if i < len(scores) and np.isfinite(scores[i]) else None,
-                           e.landmarks, e.confidences) for i, e in zip(order, estimates)],
+                           e.landmarks, e.confidences,
+                           face_pose(e.landmarks, size, (getattr(e, "aux", None) or {}).get("pose")))
+                      for i, e in zip(order, estimates)],
                      self.engine.num_points, orientation)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["COLOURS", "draw", "draw_landmarks", "scheme_edges"]
+__all__ = ["COLOURS", "draw", "draw_landmarks", "draw_pose_axes", "scheme_edges"]
 
 # BGR, one per face of a still (largest first) or per track id
 COLOURS = ((0, 255, 0), (255, 128, 0), (0, 128, 255), (255, 0, 255), (0, 255, 255), (255, 255, 0))
@@ -29,12 +29,13 @@ def scheme_edges(scheme: str | None = None, num_points: int | None = None) -> tu
 
 
 def draw(image: Any, faces: Any, color: str = "bgr", edges: Sequence[tuple[int, int]] | None = None,
-         boxes: bool = True, labels: bool = True) -> np.ndarray:
+         boxes: bool = True, labels: bool = True, axes: bool = True) -> np.ndarray:
     """A copy of ``image`` (path, PIL image or array in ``color`` order) with ``faces`` drawn on it, BGR uint8.
 
     ``faces``: a list of faces (``Face``, ``TrackedFace``: anything with ``landmarks`` and ``box``) or a
     ``FrameResult``; ``edges``: landmark pairs to join (default: the scheme's, guessed from the number of
-    points); ``boxes``/``labels``: also draw each box and its track id (or rank for a still).
+    points); ``boxes``/``labels``: also draw each box and its track id (or rank for a still); ``axes``: each face's
+    head pose (``face.pose``, when it has one) as three axes from the nose bridge: x red, y green, nose blue.
     """
     from facetrack.api import to_frame
 
@@ -50,6 +51,9 @@ def draw(image: Any, faces: Any, color: str = "bgr", edges: Sequence[tuple[int, 
             out = draw_landmarks(out, points, lines, colour)
         elif finite.any():
             out = draw_landmarks(out, points[finite], (), colour)
+        pose = getattr(face, "pose", None)
+        if axes and pose is not None and finite.all() and np.isfinite(pose).all():
+            out = draw_pose_axes(out, pose, points)
         box = getattr(face, "box", None)
         if box is None or not (boxes or labels):
             continue
@@ -60,6 +64,23 @@ def draw(image: Any, faces: Any, color: str = "bgr", edges: Sequence[tuple[int, 
             text = str(track_id if track_id is not None else rank)
             cv2.putText(out, text, (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
     return out
+
+
+def draw_pose_axes(image: np.ndarray, pose: Any, points: np.ndarray) -> np.ndarray:
+    """Draw a head pose (yaw, pitch, roll degrees) as axes from the nose bridge (iBUG point 27, else the landmarks'
+    centre), half the face's size long, in place; returns ``image``."""
+    from facetrack.pose import pose_axes
+
+    origin = points[27] if len(points) == 68 else points.mean(axis=0)
+    size = 0.5 * float(np.ptp(points[:, 0]) + np.ptp(points[:, 1])) / 2
+    ends = pose_axes(np.asarray(pose, dtype=np.float64), origin, size)
+    shift = 4
+    start = tuple(int(v) for v in np.round(origin * (1 << shift)))
+    thickness = max(1, int(round(size / 40)))
+    for end, colour in zip(ends, ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
+        cv2.line(image, start, tuple(int(v) for v in np.round(end * (1 << shift))), colour, thickness, cv2.LINE_AA,
+                 shift)
+    return image
 
 
 def draw_landmarks(image: np.ndarray, points: np.ndarray, edges: Sequence[tuple[int, int]] = (),

@@ -63,6 +63,11 @@ class Landmarker:
         # the network, in PyTorch or onnxruntime (float, or the card's int8 graph)
         self.predictor = predictor_for(self.model, runtime, device, int8)
         self.runtime = self.predictor.runtime
+        # a model with outputs besides the landmarks (ATPN: head pose, p(face)) gives them from the same network call:
+        # ``aux`` holds those of the last crops predicted (NumPy, one row per crop)
+        aux_predictor = getattr(self.model, "aux_predictor", None)
+        self._predict_aux = aux_predictor(self.runtime) if callable(aux_predictor) else None
+        self.aux: dict[str, np.ndarray] = {}
         self.crop_scale = float(crop_scale if crop_scale is not None else card.get("crop", {}).get("scale", 1.25))
         if refine < 0:
             raise ValueError(f"refine must be >= 0, got {refine}")
@@ -117,8 +122,16 @@ class Landmarker:
             coords, conf, mirrored, mirrored_conf = self.predict_mirrored(crops)
             coords, conf = 0.5 * (coords + mirrored), 0.5 * (conf + mirrored_conf)
         else:
-            coords, conf = self.predictor.predict(crops)
+            coords, conf = self._run(crops)
         return (self.calibrated(coords) if calibrated else coords), conf
+
+    def _run(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predictor on model-input crops; a model's extra outputs, if any, go to ``aux``."""
+        if self._predict_aux is None:
+            return self.predictor.predict(crops)
+        coords, conf, aux = self._predict_aux(crops)
+        self.aux = {k: v.detach().cpu().numpy() for k, v in aux.items()}
+        return coords, conf
 
     def calibrated(self, coords: torch.Tensor) -> torch.Tensor:
         """Crop-pixel landmarks (..., N, 2) less the card's offsets for this mode (unchanged without any)."""
@@ -128,7 +141,8 @@ class Landmarker:
         """Uncalibrated predictions of the crops and of their mirrors (one batch of 2K), the mirrors' mapped back
         to the crops' frame and order: (coords, conf, mirrored coords, mirrored conf)."""
         k = crops.shape[0]
-        both, conf = self.predictor.predict(torch.cat([crops, crops.flip(-1)]))
+        both, conf = self._run(torch.cat([crops, crops.flip(-1)]))
+        self.aux = {key: value[:k] for key, value in self.aux.items()}
         mirrored = both[k:, self._flip_perm].clone()
         mirrored[..., 0] = (self.model.input_size - 1) - mirrored[..., 0]
         return both[:k], conf[:k], mirrored, conf[k:, self._flip_perm]

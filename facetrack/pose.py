@@ -169,3 +169,13 @@ def render_face(pose: np.ndarray, camera: Camera, distance: float, offset: tuple
     points = GENERIC_FACE_68 @ rotation.T + position
     return np.stack([camera.focal * points[:, 0] / points[:, 2] + camera.cx,
                      camera.focal * points[:, 1] / points[:, 2] + camera.cy], axis=1)
+
+
+def face_pose(landmarks: np.ndarray, image_size: tuple[int, int], model_pose: np.ndarray | None = None
+              ) -> np.ndarray | None:
+    """A face's (yaw, pitch, roll) degrees for the outputs: the model's own estimate when it has one (ATPN's pose
+    head), else the generic face's fit to its 68 landmarks; None for other schemes (NaN where a fit fails)."""
+    if model_pose is not None:
+        return np.asarray(model_pose, dtype=np.float64).reshape(3)
+    points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    return head_pose(points, image_size) if len(points) == len(GENERIC_FACE_68) else None

@@ -70,3 +70,33 @@ def test_axes_of_a_frontal_face():
     assert np.allclose(ends, [[60.0, 60.0], [50.0, 70.0], [50.0, 60.0]])  # x right, y down, nose at the viewer
     turned = pose_axes(np.array([30.0, 0.0, 0.0]), np.zeros(2), 10.0)
     assert turned[2, 0] < -4.0  # yaw > 0: the nose turns toward the image's left
+
+
+def test_pose_columns_round_trip_and_legacy_files(tmp_path):
+    from facetrack.io.results import LandmarksCSVWriter, landmarks_csv_header, read_landmarks_csv
+
+    path = tmp_path / "landmarks.csv"
+    with LandmarksCSVWriter(path, 2) as writer:
+        writer.write(0, 0.0, 0, [0, 0, 10, 10], 0.9, np.ones((2, 2)), np.ones(2), np.array([12.5, -3.0, 7.25]))
+        writer.write(1, 0.04, 0, [0, 0, 10, 10], 0.9, np.ones((2, 2)), np.ones(2), None)
+    table = read_landmarks_csv(path)
+    assert np.allclose(table.pose[0], [12.5, -3.0, 7.25]) and np.isnan(table.pose[1]).all()
+    assert np.allclose(table.conf, 1.0)
+    legacy = tmp_path / "old.csv"
+    legacy.write_text(",".join(landmarks_csv_header(2, pose=False)) + "\n0,0,0,0,0,10,10,0.9,1,1,1,1,1,1\n")
+    old = read_landmarks_csv(legacy)
+    assert np.isnan(old.pose).all() and np.allclose(old.landmarks, 1.0)
+
+
+def test_pose_axes_are_drawn():
+    from types import SimpleNamespace
+
+    from facetrack.drawing import draw
+
+    camera = Camera.for_image(200, 200)
+    points = render_face(np.array([20.0, 0.0, 0.0]), camera, 600.0)
+    image = np.zeros((200, 200, 3), np.uint8)
+    face = SimpleNamespace(landmarks=points, box=None, pose=np.array([20.0, 0.0, 0.0]))
+    with_axes = draw(image, [face])
+    without = draw(image, [face], axes=False)
+    assert (with_axes[..., 2] > without[..., 2]).sum() > 20  # the red x axis

@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
                         raise DataError(args.boxes, f"{path!r}[{k}]: {why}")
                 faces = finder(image, boxes=boxes) if boxes else []
             writer.add(ImagePrediction(path=path, width=image.shape[1], height=image.shape[0], faces=[
-                FacePrediction(bbox=f.box, landmarks=f.landmarks, score=f.score, landmark_scores=f.confidences)
+                FacePrediction(bbox=f.box, landmarks=f.landmarks, score=f.score, landmark_scores=f.confidences,
+                               pose=f.pose)
                 for f in faces
             ], orientation=orientation))
             n_faces += len(faces)

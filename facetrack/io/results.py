@@ -127,12 +127,15 @@ class FacePrediction:
     landmarks: np.ndarray
     score: float | None = None
     landmark_scores: np.ndarray | None = None
+    pose: np.ndarray | None = None  # (yaw, pitch, roll) degrees (facetrack.pose), None when unknown
 
     def __post_init__(self) -> None:
         self.bbox = np.asarray(self.bbox, dtype=np.float64).reshape(4)
         self.landmarks = np.asarray(self.landmarks, dtype=np.float64).reshape(-1, 2)
         if self.landmark_scores is not None:
             self.landmark_scores = np.asarray(self.landmark_scores, dtype=np.float64).reshape(-1)
+        if self.pose is not None:
+            self.pose = np.asarray(self.pose, dtype=np.float64).reshape(3)
 
 
 @dataclass
@@ -177,6 +180,7 @@ def prediction_to_dict(pred: Prediction) -> dict[str, Any]:
                         "landmark_scores": (
                             None if face.landmark_scores is None else [float(s) for s in face.landmark_scores]
                         ),
+                        **({} if face.pose is None else {"pose": pose_json(face.pose)}),
                     }
                     for face in img.faces
                 ],
@@ -184,6 +188,14 @@ def prediction_to_dict(pred: Prediction) -> dict[str, Any]:
             for img in pred.images
         ],
     }
+
+
+def pose_json(pose: np.ndarray | Sequence[float] | None) -> dict[str, float | None] | None:
+    """``{"yaw", "pitch", "roll"}`` in degrees (null where unknown), or None for no pose at all."""
+    if pose is None:
+        return None
+    values = np.asarray(pose, dtype=np.float64).reshape(3)
+    return {k: (round(float(v), 3) if math.isfinite(v) else None) for k, v in zip(POSE_COLUMNS, values)}
 
 
 def write_predictions(path: str | Path, pred: Prediction) -> Path:
@@ -404,13 +416,18 @@ def read_predictions(path: str | Path, num_points: int | None = None) -> Predict
 # ------------------------------------------------------------------------------------------ landmarks.csv
 
 
-def landmarks_csv_header(num_points: int) -> list[str]:
-    """The column names of DESIGN.md: frame, time_s, track_id, box, score, x_i/y_i pairs, conf_i."""
+POSE_COLUMNS = ("yaw", "pitch", "roll")
+
+
+def landmarks_csv_header(num_points: int, pose: bool = True) -> list[str]:
+    """The column names of DESIGN.md: frame, time_s, track_id, box, score, x_i/y_i pairs, conf_i, then the head
+    pose yaw, pitch, roll in degrees (appended last, so readers by position keep working; ``pose=False``: the
+    header of files written before it)."""
     cols = ["frame", "time_s", "track_id", "box_x0", "box_y0", "box_x1", "box_y1", "score"]
     for i in range(num_points):
         cols += [f"x_{i}", f"y_{i}"]
     cols += [f"conf_{i}" for i in range(num_points)]
-    return cols
+    return cols + list(POSE_COLUMNS) if pose else cols
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -466,8 +483,10 @@ class LandmarksCSVWriter:
         score: float | None,
         landmarks: np.ndarray,
         conf: np.ndarray | None = None,
+        pose: np.ndarray | None = None,
     ) -> list[str]:
-        """Append one row (landmarks ``(N, 2)`` frame pixels, ``conf`` ``(N,)``) and flush it; returns its cells."""
+        """Append one row (landmarks ``(N, 2)`` frame pixels, ``conf`` ``(N,)``, ``pose`` (yaw, pitch, roll)
+        degrees or None) and flush it; returns its cells."""
         pts = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
         if len(pts) != self.num_points:
             raise ValueError(f"expected {self.num_points} landmarks, got {len(pts)}")
@@ -480,6 +499,8 @@ class LandmarksCSVWriter:
         cells.append(_fmt(None if score is None else float(score), 4))
         cells += [_fmt(float(x), 3) for x in pts.ravel()]
         cells += [_fmt(float(s), 4) for s in c]
+        angles = np.full(3, np.nan) if pose is None else np.asarray(pose, dtype=np.float64).reshape(3)
+        cells += [_fmt(float(a), 2) for a in angles]
         self._fh.write(",".join(cells) + "\n")
         self._fh.flush()
         self.rows_written += 1
@@ -508,6 +529,7 @@ class LandmarksTable:
     scores: np.ndarray  # (R,)
     landmarks: np.ndarray  # (R, N, 2)
     conf: np.ndarray  # (R, N)
+    pose: np.ndarray | None = None  # (R, 3) yaw, pitch, roll degrees; NaN in files written before the columns
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -544,9 +566,10 @@ def read_landmarks_csv(path: str | Path, num_points: int | None = None) -> Landm
     if not header:
         raise DataError(path, "empty file (no header)", 1)
     n = sum(1 for c in header if c.startswith("conf_"))
-    if header != landmarks_csv_header(n):
+    if header not in (landmarks_csv_header(n), landmarks_csv_header(n, pose=False)):
         raise DataError(
-            path, "header does not follow frame,time_s,track_id,box_x0..box_y1,score,x_i,y_i...,conf_i...", 1
+            path, "header does not follow frame,time_s,track_id,box_x0..box_y1,score,x_i,y_i...,conf_i...,"
+                  "yaw,pitch,roll", 1
         )
     if num_points is not None and n != num_points:
         raise DataError(path, f"expected {num_points} points, the header has {n}", 1)
@@ -591,5 +614,6 @@ def read_landmarks_csv(path: str | Path, num_points: int | None = None) -> Landm
         boxes=fa[:, 1:5],
         scores=fa[:, 5],
         landmarks=fa[:, 6 : 6 + 2 * n].reshape(-1, n, 2),
-        conf=fa[:, 6 + 2 * n :],
+        conf=fa[:, 6 + 2 * n : 6 + 3 * n],
+        pose=fa[:, 6 + 3 * n :] if width > 8 + 3 * n else np.full((len(fa), 3), np.nan),
     )

@@ -35,13 +35,13 @@ import numpy as np
 
 from facetrack.errors import DataError
 from facetrack.io.pts import write_pts
-from facetrack.io.results import LandmarksCSVWriter, cut_tail, write_summary_json
+from facetrack.io.results import LandmarksCSVWriter, cut_tail, pose_json, write_summary_json
 
 FORMATS = ("csv", "jsonl", "npz", "pts")
 CHECKPOINT_ROWS = 2048  # rows per npz part (about 3.5 MB for 68 points)
 CHECKPOINT_S = 5.0  # at most this long between checkpoints (the work a kill can cost)
 PARTS_DIR = ".landmarks.parts"
-NPZ_KEYS = ("frame", "time_s", "track_id", "boxes", "scores", "landmarks", "confidences")
+NPZ_KEYS = ("frame", "time_s", "track_id", "boxes", "scores", "landmarks", "confidences", "poses")
 _HASH_BYTES = 1 << 20
 
 
@@ -54,6 +54,7 @@ class FaceRow:
     score: float | None
     landmarks: np.ndarray
     confidences: np.ndarray | None
+    pose: np.ndarray | None = None  # (yaw, pitch, roll) degrees
 
 
 # ------------------------------------------------------------------------------------------------ provenance
@@ -192,9 +193,10 @@ def _part_arrays(rows: list[tuple[int, float, int, list[float]]], num_points: in
     frame = np.array([r[0] for r in rows], dtype=np.int64)
     time_s = np.array([r[1] for r in rows], dtype=np.float64)
     track = np.array([r[2] for r in rows], dtype=np.int64)
-    values = np.array([r[3] for r in rows], dtype=np.float64).reshape(len(rows), 5 + 3 * n)
+    values = np.array([r[3] for r in rows], dtype=np.float64).reshape(len(rows), 8 + 3 * n)
     return {"frame": frame, "time_s": time_s, "track_id": track, "boxes": values[:, 0:4], "scores": values[:, 4],
-            "landmarks": values[:, 5:5 + 2 * n].reshape(-1, n, 2), "confidences": values[:, 5 + 2 * n:]}
+            "landmarks": values[:, 5:5 + 2 * n].reshape(-1, n, 2), "confidences": values[:, 5 + 2 * n:5 + 3 * n],
+            "poses": values[:, 5 + 3 * n:]}
 
 
 def _empty_arrays(num_points: int) -> dict[str, np.ndarray]:
@@ -342,7 +344,8 @@ class TrackOutput:
         """All outputs of one frame; a checkpoint may follow (at this frame boundary)."""
         for face in faces:
             tid = int(face.track_id) + self.track_id_offset
-            cells = self.csv.write(index, time_s, tid, face.box, face.score, face.landmarks, face.confidences)
+            cells = self.csv.write(index, time_s, tid, face.box, face.score, face.landmarks, face.confidences,
+                                   getattr(face, "pose", None))
             self.track_ids.add(tid)
             if "npz" in self.formats:
                 self._rows.append((int(index), float(cells[1]) if cells[1] else math.nan, tid,
@@ -435,4 +438,5 @@ def _face_json(face: FaceRow, offset: int = 0) -> dict[str, Any]:
             "score": None if face.score is None else round(float(face.score), 4),
             "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in np.asarray(face.landmarks)],
             "confidences": None if face.confidences is None else
-            [round(float(c), 4) if np.isfinite(c) else None for c in np.asarray(face.confidences)]}
+            [round(float(c), 4) if np.isfinite(c) else None for c in np.asarray(face.confidences)],
+            "pose": pose_json(getattr(face, "pose", None))}

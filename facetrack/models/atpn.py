@@ -283,6 +283,42 @@ class ATPN(LandmarkModel):
         p_face = torch.softmax(outputs["face_logits"].float(), dim=-1)[:, 1:2]
         return coords, p_face.expand(-1, self.num_points)
 
+    @staticmethod
+    def extras(outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The outputs besides the landmarks: ``pose`` (B, 3) degrees (yaw, pitch, roll in the crop's frame,
+        ``facetrack.pose`` conventions) and ``face`` (B,) p(face) of the tracking branch."""
+        return {"pose": torch.rad2deg(outputs["pose"].float()),
+                "face": torch.softmax(outputs["face_logits"].float(), dim=-1)[:, 1]}
+
+    def aux_predictor(self, runtime: str, threads: int | None = None) -> Any:
+        """``predict(crops) -> (coords, conf, extras)`` in one network call, with onnxruntime when the Landmarker's
+        predictor runs there (the same cached graph, whose raw outputs include pose and face logits)."""
+        if runtime != "onnx":
+            def run_torch(images: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+                with torch.no_grad():
+                    outputs = self(images)
+                    coords, conf = self.decode(outputs)
+                return coords, conf, self.extras(outputs)
+
+            return run_torch
+        from facetrack.models import onnx_runtime as ort_run
+
+        keys = sorted(self(torch.zeros(1, 3, self.input_size, self.input_size)))
+        names = ["coords", "confidences", *keys]
+
+        def export() -> bytes:
+            return ort_run._export(ort_run._Predict(self, keys), (torch.zeros(1, 3, self.input_size, self.input_size),),
+                                   ["images"], names)
+
+        session = ort_run._session(self, "predict", export, threads)
+
+        def run_onnx(images: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+            raw = session.run(None, {"images": ort_run._array(images)})
+            results = dict(zip(names, (torch.from_numpy(r) for r in raw)))
+            return results["coords"], results["confidences"], self.extras(results)
+
+        return run_onnx
+
 
 def track_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Eq. 3.5 in its standard form: binary cross-entropy of p(face) = softmax(logits)[1] against 0/1 labels."""

@@ -47,6 +47,8 @@ class FaceEstimate:
     box: np.ndarray
     state: Any = None
     roll: float = 0.0
+    # a model's outputs besides the landmarks, in frame terms: ATPN's "pose" (yaw, pitch, roll degrees) and "face"
+    aux: dict[str, Any] | None = None
 
     @property
     def extent(self) -> np.ndarray:
@@ -188,7 +190,21 @@ class LandmarkerEngine(CropEngine):
             return []
         with torch.inference_mode():
             points, conf = self.landmarker.predict_boxes(image, boxes, rolls)
-        return [FaceEstimate(p, c, b.copy(), None, float(r)) for p, c, b, r in zip(points, conf, boxes, rolls)]
+        extra = getattr(self.landmarker, "aux", None)
+        aux = _face_aux(extra, rolls) if extra else [None] * len(boxes)
+        return [FaceEstimate(p, c, b.copy(), None, float(r), a)
+                for p, c, b, r, a in zip(points, conf, boxes, rolls, aux)]
+
+
+def _face_aux(aux: dict[str, np.ndarray], rolls: np.ndarray) -> list[dict[str, Any]]:
+    """Per face, a model's extra outputs for its crop, the pose turned from the crop's frame to the frame's."""
+    from facetrack.pose import with_roll
+
+    out: list[dict[str, Any]] = [{} for _ in rolls]
+    for key, values in aux.items():
+        for i, roll in enumerate(rolls):
+            out[i][key] = with_roll(values[i], float(roll)) if key == "pose" else values[i]
+    return out
 
 
 class TemporalEngine(CropEngine):

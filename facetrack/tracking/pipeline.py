@@ -22,6 +22,7 @@ from typing import Any, Callable, Protocol, Sequence
 import cv2
 import numpy as np
 
+from facetrack.errors import ModelError
 from facetrack.tracking.association import Identities, box_iou
 from facetrack.tracking.detectors.base import FaceDetector
 from facetrack.tracking.engine import FaceEstimate, LandmarkEngine
@@ -35,6 +36,9 @@ class Validator(Protocol):
     def score(self, image: np.ndarray, landmarks: Sequence[np.ndarray]) -> np.ndarray:
         """p(face) in [0, 1] for each landmark set."""
         ...
+
+
+FACE_CHECKS = ("validator", "atpn")
 
 
 @dataclass
@@ -61,8 +65,19 @@ class TrackerConfig:
     idle_side: int = 480  # ... on the frame shrunk to this longer side (0: full size): faces of ~40 px at 960 px
     # output filter (facetrack.tracking.smoothing.smoothing_params: True, a method name or a spec); None = off
     smoothing: bool | str | dict[str, Any] | None = None
+    # what says a tracked face is still a face: "validator" (the face validator with the landmark confidences, against
+    # keep_threshold) or "atpn" (ATPN's tracking head alone: p(face) against atpn_threshold, the thesis's 0.7)
+    face_check: str = "validator"
+    atpn_threshold: float = 0.7
+
+    @property
+    def threshold(self) -> float:
+        """The score a face needs to be kept (or started): T_C of the face check in use."""
+        return self.atpn_threshold if self.face_check == "atpn" else self.keep_threshold
 
     def __post_init__(self) -> None:
+        if self.face_check not in FACE_CHECKS:
+            raise ValueError(f"face_check must be one of {FACE_CHECKS}, got {self.face_check!r}")
         if self.max_faces < 0:
             raise ValueError(f"max_faces must be >= 0 (0 = all faces), got {self.max_faces}")
         if self.detect_every < 0 or self.verify_every < 0:
@@ -88,6 +103,7 @@ class TrackedFace:
     landmarks: np.ndarray
     confidences: np.ndarray
     detected: bool = False
+    pose: np.ndarray | None = None  # (yaw, pitch, roll) degrees, facetrack.pose; None for schemes other than iBUG-68
 
 
 @dataclass
@@ -157,8 +173,13 @@ class FaceTracker:
     def _validate(self, image: np.ndarray, estimates: Sequence[FaceEstimate]) -> np.ndarray:
         if not estimates:
             return np.zeros(0)
-        p_face = None if self.validator is None else self.validator.score(image, [e.landmarks for e in estimates])
-        scores = combined_score(p_face, [e.confidences for e in estimates], self.config.confidence_weight)
+        if self.config.face_check == "atpn":  # ATPN's tracking head, from the same network call as the landmarks
+            scores = np.array([float((e.aux or {}).get("face", np.nan)) for e in estimates])
+            if np.isnan(scores).any():
+                raise ModelError("face_check 'atpn' needs a model with ATPN's tracking head (e.g. atpn-68)")
+        else:
+            p_face = None if self.validator is None else self.validator.score(image, [e.landmarks for e in estimates])
+            scores = combined_score(p_face, [e.confidences for e in estimates], self.config.confidence_weight)
         if self.shape_check is not None:
             face_like = self.shape_check([e.landmarks for e in estimates])
             self.stats.implausible += int((~face_like).sum())
@@ -221,8 +242,12 @@ class FaceTracker:
             points = track.smoother(points, time_s)
         from facetrack.data.transforms import box_from_landmarks
 
+        from facetrack.pose import face_pose
+
+        pose = face_pose(points, self._frame_size, (track.estimate.aux or {}).get("pose"))
         return TrackedFace(track.track_id, box_from_landmarks(points), float(track.score), points.copy(),
-                           np.asarray(track.estimate.confidences, dtype=np.float64).copy(), track.started == frame)
+                           np.asarray(track.estimate.confidences, dtype=np.float64).copy(), track.started == frame,
+                           pose)
 
     def _smoother(self) -> Callable[[np.ndarray, float], np.ndarray] | None:
         spec = self.config.smoothing
@@ -235,6 +260,7 @@ class FaceTracker:
         cfg = self.config
         frame = self.stats.frames
         height, width = image.shape[:2]
+        self._frame_size = (width, height)
         t0 = time.perf_counter()
 
         # 1. Track from the previous landmarks and validate (lines 11-21 of Algorithm 1).
@@ -246,7 +272,7 @@ class FaceTracker:
         estimates = self.engine.step(image, [t.estimate for t in steppable])
         scores = self._validate(image, estimates)
         for track, est, score in zip(steppable, estimates, scores):
-            if score >= cfg.keep_threshold and self._plausible(est, width, height):
+            if score >= cfg.threshold and self._plausible(est, width, height):
                 track.estimate, track.score = est, float(score)
                 kept.append(track)
             else:
@@ -305,7 +331,7 @@ class FaceTracker:
         height, width = image.shape[:2]
         started: list[_Track] = []
         for est, score, old in zip(estimates, scores, old_ids):
-            if score < self.config.keep_threshold or not self._plausible(est, width, height):
+            if score < self.config.threshold or not self._plausible(est, width, height):
                 continue  # not confirmed: a waiting face keeps waiting, a new one is ignored
             if old is not None:
                 self.identities.forget(old)

@@ -173,8 +173,8 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
                 summary["bad_frames"] = _bad_frames(earlier, bad, start)
             starts.extend([result.index, int(f.track_id) + sink.track_id_offset]
                           for f in result.faces if getattr(f, "detected", False))
-            sink.write(result.index, result.time_s, [FaceRow(f.track_id, f.box, f.score, f.landmarks, f.confidences)
-                                                     for f in result.faces])
+            sink.write(result.index, result.time_s, [FaceRow(f.track_id, f.box, f.score, f.landmarks, f.confidences,
+                                                             getattr(f, "pose", None)) for f in result.faces])
             if result.image is not None and (overlay is not None or show):
                 drawn = draw_faces(result.image, result.faces, edges)
                 if overlay is not None:

@@ -43,7 +43,7 @@ def test_detect_with_boxes_writes_the_prediction_contract(tmp_path, model_path):
     pred = read_predictions(out, num_points=68)
     assert [len(i.faces) for i in pred.images] == [1, 2]
     face = raw["images"][1]["faces"][1]
-    assert set(face) == {"bbox", "score", "landmarks", "landmark_scores"}
+    assert set(face) == {"bbox", "score", "landmarks", "landmark_scores", "pose"}
     assert face["bbox"] == [70, 20, 150, 110] and face["score"] is None
     assert len(face["landmarks"]) == 68 and len(face["landmark_scores"]) == 68
     assert raw["images"][0]["width"] == 160 and raw["images"][0]["height"] == 120

@@ -19,7 +19,7 @@ def test_csv_values_out_of_range(tmp_path, row, match):
     path = tmp_path / "landmarks.csv"
     cells = ["0", "0", "0", "0", "0", "1", "1", "0.5", "1", "1", "0.5"]
     cells[0 if "9999" in row else 8] = row
-    path.write_text(",".join(landmarks_csv_header(1)) + "\n" + ",".join(cells) + "\n")
+    path.write_text(",".join(landmarks_csv_header(1, pose=False)) + "\n" + ",".join(cells) + "\n")
     with pytest.raises(DataError, match=match):
         read_landmarks_csv(path)
 

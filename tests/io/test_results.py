@@ -113,7 +113,7 @@ def test_landmarks_csv_round_trip_and_resume(tmp_path, rng):
     lines = path.read_text().splitlines()
     assert lines[0].split(",") == landmarks_csv_header(5)
     assert lines[0].startswith("frame,time_s,track_id,box_x0,box_y0,box_x1,box_y1,score,x_0,y_0,x_1")
-    assert lines[0].endswith("x_4,y_4,conf_0,conf_1,conf_2,conf_3,conf_4")
+    assert lines[0].endswith("x_4,y_4,conf_0,conf_1,conf_2,conf_3,conf_4,yaw,pitch,roll")
     # a run killed mid-row leaves a partial line; resuming cuts it and continues
     with path.open("a") as fh:
         fh.write("1,0.04,1,1.0,2.0")

@@ -66,7 +66,7 @@ def test_outputs_and_schemas(fakes, patched, tmp_path, capsys):
     assert summary["fps"] > 0 and summary["detector"] == "blob-detector"
     lines = [json.loads(x) for x in (out / "landmarks.jsonl").read_text().splitlines()]
     assert len(lines) == 12 and set(lines[0]) == {"frame", "time_s", "faces"}
-    assert set(lines[0]["faces"][0]) == {"track_id", "box", "score", "landmarks", "confidences"}
+    assert set(lines[0]["faces"][0]) == {"track_id", "box", "score", "landmarks", "confidences", "pose"}
     npz = np.load(out / "landmarks.npz")
     np.testing.assert_allclose(npz["landmarks"], table.landmarks)
     assert sorted(p.name for p in (out / "annot").iterdir())[:2] == ["000001.pts", "000002.pts"]
