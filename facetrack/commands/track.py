@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-faces", type=int, default=0, help="track at most K faces (default 0: every face)")
     p.add_argument("--detect-every", type=int, default=0,
                    help="also run the detector every N frames to pick up new faces (0 = only when needed)")
+    p.add_argument("--face-check", choices=("validator", "atpn"), default="validator",
+                   help="what keeps a tracked face: 'validator' (default: the face validator with the landmark "
+                        "confidences) or 'atpn' (ATPN's tracking head, p(face) > 0.7; needs --model atpn-68 or its weights)")
     p.add_argument("--verify-every", type=int, default=5,
                    help="re-check tracked faces against the detector every N frames: a face no detection matches at "
                         "two checks in a row is re-detected; this also picks up new faces (default 5, 0 = never)")
@@ -112,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     validator = None if args.validator.lower() == "none" else args.validator
     tracker = Tracker(model=args.model, detector=args.detector, detect_every=args.detect_every,
                       max_faces=args.max_faces, smoothing=None if args.smooth == "none" else args.smooth,
-                      validator=validator, refine=args.refine, runtime=args.runtime, verify_every=args.verify_every)
+                      validator=validator, refine=args.refine, runtime=args.runtime, verify_every=args.verify_every,
+                   face_check=args.face_check)
     if str(args.out) == "-":
         return stream_json(tracker, sources)
     failed: list[tuple[str, str]] = []
