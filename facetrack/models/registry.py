@@ -22,7 +22,7 @@ _BUILDERS: dict[str, Callable[..., LandmarkModel]] = {}
 _PRESETS: dict[str, tuple[str, dict[str, Any]]] = {}
 _BUILTIN_MODULES = (
     "facetrack.models.aohr", "facetrack.models.heatmap2d", "facetrack.models.rle", "facetrack.models.temporal",
-    "facetrack.models.tufa", "facetrack.models.slpt", "facetrack.models.atpn",
+    "facetrack.models.tufa", "facetrack.models.slpt", "facetrack.models.atpn", "facetrack.models.box_tracker",
 )
 
 

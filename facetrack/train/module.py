@@ -155,6 +155,8 @@ class TemporalModule(LandmarkModule):
         super().on_train_epoch_start()
         # Eq. 7: L_c only in the first half of the epochs (and only with labels).
         self.model.set_confidence_loss(self.current_epoch < self.max_epochs / 2)
+        if callable(getattr(self.model, "set_epoch", None)):  # e.g. CRCT's curriculum over sequence lengths
+            self.model.set_epoch(self.current_epoch, self.max_epochs)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         with torch.no_grad():

@@ -163,7 +163,7 @@ def _standalone(arch: str) -> bool:
     return resolve(arch)[0] in STANDALONE_ARCHS
 
 
-STANDALONE_ARCHS = ("local-motion",)
+STANDALONE_ARCHS = ("local-motion", "crct-bt")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -197,6 +197,9 @@ def build_clip_datasets(config: TemporalTrainConfig, model: Any, rle: Any = None
     data = config.data
     train_source, val_source, info = clip_sources(data, config.source)
     policy = _policy(data, config.source)
+    make = getattr(model, "clip_dataset", None)
+    if callable(make) and not data.clips.feature_cache:  # a model with items of its own (CRCT's BT: crop pairs)
+        return make(train_source, policy, None), make(val_source, policy, data.seed + 1), info
     if not data.clips.feature_cache:
         train_set: Any = ClipDataset(train_source, model.encode_targets, model.input_size, policy, seed=None)
         if data.clips.reverse or data.clips.flip:
