@@ -11,7 +11,8 @@ records what made it (the source's path, size, time and content hash, the model,
 options): a folder made by exactly this run and finished is skipped, one interrupted is resumed from its last
 checkpoint (tracks restart there with a fresh detection), and one made by anything else is refused, never
 overwritten (--force starts over). A failing or refused video is reported and the others go on; the exit
-code is 1 when any failed. A camera shows a
+code is 1 when any failed. --ray [ADDRESS] runs one Ray task per video (same folders; failures retried once;
+DIR/manifest.json lists successes and failures). A camera shows a
 live window when a display exists (never with opencv-python-headless). Ctrl-C keeps what was written and
 marks the summary as stopped early.
 """
@@ -41,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-faces", type=int, default=0, help="track at most K faces (default 0: every face)")
     p.add_argument("--detect-every", type=int, default=0,
                    help="also run the detector every N frames to pick up new faces (0 = only when needed)")
+    p.add_argument("--face-check", choices=("validator", "atpn"), default="validator",
+                   help="what keeps a tracked face: 'validator' (default: the face validator with the landmark "
+                        "confidences) or 'atpn' (ATPN's tracking head, p(face) > 0.7; needs --model atpn-68 or its weights)")
     p.add_argument("--verify-every", type=int, default=5,
                    help="re-check tracked faces against the detector every N frames: a face no detection matches at "
                         "two checks in a row is re-detected; this also picks up new faces (default 5, 0 = never)")
@@ -60,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "landmarks) or 'crct' (CRCT's recurrent box tracker BT, then the landmark model on its box)")
     p.add_argument("--box-tracker-model", default="crct-bt", metavar="NAME|PATH",
                    help="BT weights for --box-tracker crct: a packaged name or a weights path (default crct-bt)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="one Ray task per video (pip install 'facetrack[ray]') on the cluster at ADDRESS "
+                        "('auto', 'ray://head:10001', 'local'); bare --ray: $RAY_ADDRESS, else a cluster started here "
+                        "with 'ray start', else a new local instance. Writes DIR/manifest.json of successes and "
+                        "failures. Put a bare --ray after the sources")
     p.set_defaults(func=run)
 
 
@@ -115,10 +124,17 @@ def run(args: argparse.Namespace) -> int:
     sources, batch = expand_sources(args.sources)
     folders = output_folders(sources, args.out, batch)
     validator = None if args.validator.lower() == "none" else args.validator
-    model = _crct_engine(args) if args.box_tracker == "crct" else args.model
-    tracker = Tracker(model=model, detector=args.detector, detect_every=args.detect_every,
-                      max_faces=args.max_faces, smoothing=None if args.smooth == "none" else args.smooth,
-                      validator=validator, refine=args.refine, runtime=args.runtime, verify_every=args.verify_every)
+    options = dict(model=args.model, detector=args.detector, detect_every=args.detect_every,
+                   max_faces=args.max_faces, smoothing=None if args.smooth == "none" else args.smooth,
+                   validator=validator, refine=args.refine, runtime=args.runtime, verify_every=args.verify_every,
+                   face_check=args.face_check)
+    if args.box_tracker == "crct":
+        if args.ray is not None:
+            raise FacetrackError("--box-tracker crct runs locally only (not with --ray)")
+        options["model"] = _crct_engine(args)
+    if args.ray is not None:
+        return run_ray(args, sources, folders, options, formats)
+    tracker = Tracker(**options)
     if str(args.out) == "-":
         return stream_json(tracker, sources)
     failed: list[tuple[str, str]] = []
@@ -176,6 +192,24 @@ def _crct_engine(args: argparse.Namespace) -> object:
 
     inner = resolve_engine(args.model, refine=args.refine, default="DEFAULT_TRACKER", runtime=args.runtime)
     return crct_engine(inner, args.box_tracker_model)
+
+
+def run_ray(args: argparse.Namespace, sources: list[str], folders: list[Path], options: dict, formats: tuple) -> int:
+    """``--ray``: the videos on a Ray cluster (``facetrack.distributed``), one task each."""
+    from facetrack.distributed import MANIFEST, require_ray, track_on_ray
+    from facetrack.errors import FacetrackError
+
+    require_ray()
+    if str(args.out) == "-" or any(s.isdigit() and not Path(s).exists() for s in sources):
+        raise FacetrackError("--ray tracks video files and frame folders into --out DIR (no camera, no --out -)")
+    manifest = track_on_ray(sources, folders, options, formats, args.out, render=args.render, force=args.force,
+                            address=args.ray or None, progress=not args.no_progress)
+    counts = manifest["counts"]
+    print(f"{counts['tracked']} tracked, {counts['skipped']} skipped (complete), {counts['failed']} failed on Ray "
+          f"({manifest['frames_tracked']} frames in {manifest['wall_s']:.1f} s); {args.out / MANIFEST}")
+    for item in manifest["failed"]:
+        print(f"  failed: {_about(item['source'], str(item['reason']))}", file=sys.stderr)
+    return 1 if manifest["failed"] else 0
 
 
 def _about(src: str, message: str) -> str:
