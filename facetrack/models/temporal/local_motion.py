@@ -247,15 +247,16 @@ class LocalMotion(LandmarkModel):
         """No confidence branch: nothing to switch (the temporal training calls this every epoch)."""
 
     def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
-        """L2 (Eqs. 1-2): squared error per landmark (coordinates) or per heatmap (mean over cells), weighted by
-        the targets' per-landmark weight, mean over landmarks and frames; any leading dims."""
+        """L2 (Eqs. 1-2): squared error per landmark, summed over its coordinates or its heatmap's cells (Eq. 2
+        sums them: a mean over 4096 cells let the heatmap networks collapse to empty maps), weighted by the
+        targets' per-landmark weight, mean over landmarks and frames; any leading dims."""
         key = "heatmap" if self.heatmap else "coords"
         pred = outputs[key]
         target = targets[key].to(pred)
         lead = pred.shape[: pred.ndim - (3 if self.heatmap else 2)]
         n = self.num_points
         per_point = (pred - target).pow(2).reshape(*lead, n, -1)
-        per_point = per_point.mean(-1) if self.heatmap else per_point.sum(-1)
+        per_point = per_point.sum(-1)
         per_point = per_point.reshape(-1, n)
         weight = batch_weight({k: v.reshape(-1, n) for k, v in targets.items() if k == "weight"}, per_point)
         return (per_point * weight).mean()
@@ -274,8 +275,8 @@ def build_local_motion(**config: Any) -> LocalMotion:
 
 
 # The paper's sizes (Table 7: 3.8 / 11.1 / 14.2 / 17.4 / 10.2 / 14.9 M parameters) and narrower "-lite" versions
-# trained on the CPU here (configs/lm_*.yaml): half the coordinate filters, FC/LSTM 256, heatmap networks 32 wide.
-LITE = {"width": 16, "fc": 256, "channels": 32, "head": 64}
+# trained on the CPU here (configs/lm_*.yaml): half the coordinate filters, FC/LSTM 256, heatmap networks 64 wide.
+LITE = {"width": 16, "fc": 256, "channels": 64, "head": 64}
 for _variant in VARIANTS:
     register_preset(f"lm-{_variant}", "local-motion", {"variant": _variant})
     register_preset(f"lm-{_variant}-lite", "local-motion", {"variant": _variant, **LITE})
