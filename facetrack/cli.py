@@ -9,7 +9,7 @@ import sys
 
 from facetrack.errors import FacetrackError
 
-COMMANDS = ("detect", "track", "demo", "models", "train", "evaluate", "export", "calibrate", "quantize")
+COMMANDS = ("detect", "track", "demo", "models", "train", "evaluate", "export", "calibrate", "quantize", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
