@@ -31,7 +31,7 @@ from facetrack.report.svg import Marker, Plot, Series, line_plot
 COLOURS = ["#%02x%02x%02x" % (int(0.7 * r), int(0.7 * g), int(0.7 * b)) for b, g, r in BGR_COLOURS]
 CED_MAX = 0.10  # CED plotted to 10 % NME; AUC/FR at 8 % (300-W's threshold)
 AUC_AT = 0.08
-THUMB_WIDTH = 300
+THUMB_WIDTH = 270
 SUMMARY_ROWS = (
     ("source", "source"), ("completed", "completed"), ("reason", "reason"), ("frames_read", "frames read"),
     ("frames_with_face", "frames with a face"), ("tracks", "tracks"), ("detections", "(re)detections"),
