@@ -33,7 +33,8 @@ class Landmarker:
 
     ``runtime``: "auto" runs the encoder with onnxruntime on the CPU when it can (same outputs to ~1e-6,
     about 1.5x faster at batch 1), "torch" keeps PyTorch, "onnx" insists (see ``facetrack.models.onnx_runtime``),
-    "int8" runs the static int8 graph the card names (``facetrack quantize``; about 2x faster, per-frame models).
+    "int8" runs the static int8 graph the card names (``facetrack quantize``; about 2x faster; the predict graph
+    of a per-frame model, the step graph of a temporal model).
 
     ``flip``: test-time flip augmentation: every crop also runs mirrored (one batch of 2K), and the mirrored
     prediction, mapped back and re-ordered by the scheme's flip permutation, is averaged with the direct one.

@@ -202,18 +202,43 @@ def onnx_predict(model: nn.Module, threads: int | None = None) -> Callable[[Tens
     return predict
 
 
+def _step_names(model: nn.Module) -> tuple[list[str], list[str]]:
+    """(state keys, output keys) of a temporal model's step graph, sorted: the graph's input/output order."""
+    size = int(model.input_size)
+    example = model.init_state(1)
+    with torch.no_grad():
+        out_keys = sorted(model.step(torch.zeros(1, 3, size, size), example)[0])
+    return sorted(example.tensors), out_keys
+
+
+def step_feeds(images: Tensor, state: Any) -> dict[str, np.ndarray]:
+    """The inputs of a step graph: the crops and the state's tensors, named ``images`` and ``state_<key>``."""
+    return {"images": _array(images), **{f"state_{k}": _array(v) for k, v in state.tensors.items()}}
+
+
+def _session_step(session: Any, state_keys: list[str], out_keys: list[str]
+                  ) -> Callable[[Tensor, Any], tuple[dict[str, Tensor], Any]]:
+    """``step(images, state) -> (outputs, state)`` of a step graph's session (float or int8)."""
+    from facetrack.models.temporal.base import TemporalState
+
+    def step(images: Tensor, state: TemporalState) -> tuple[dict[str, Tensor], TemporalState]:
+        if state.batch != images.shape[0]:
+            raise ValueError(f"state holds {state.batch} faces but {images.shape[0]} images were given")
+        results = [torch.from_numpy(r) for r in session.run(None, step_feeds(images, state))]
+        outputs = dict(zip(out_keys, results[: len(out_keys)]))
+        return outputs, TemporalState(dict(zip(state_keys, results[len(out_keys):])))
+
+    return step
+
+
 def onnx_step(model: nn.Module, threads: int | None = None) -> Callable[[Tensor, Any], tuple[dict[str, Tensor], Any]]:
     """An onnxruntime function with a temporal model's ``step(images, state)`` signature (CPU tensors).
 
     Faces of any ages batch together, as in PyTorch: what differs between them is in the state's tensors.
     """
-    from facetrack.models.temporal.base import TemporalState
-
     size = int(model.input_size)
     example = model.init_state(1)
-    state_keys = sorted(example.tensors)
-    with torch.no_grad():
-        out_keys = sorted(model.step(torch.zeros(1, 3, size, size), example)[0])
+    state_keys, out_keys = _step_names(model)
     names = [f"state_{k}" for k in state_keys]
 
     def export() -> bytes:
@@ -221,16 +246,7 @@ def onnx_step(model: nn.Module, threads: int | None = None) -> Callable[[Tensor,
         return _export(_Step(model, state_keys, out_keys), inputs, ["images", *names],
                        [*out_keys, *(f"next_{k}" for k in state_keys)])
 
-    session = _session(model, "step", export, threads)
-
-    def step(images: Tensor, state: TemporalState) -> tuple[dict[str, Tensor], TemporalState]:
-        if state.batch != images.shape[0]:
-            raise ValueError(f"state holds {state.batch} faces but {images.shape[0]} images were given")
-        feeds = {"images": _array(images), **{n: _array(state.tensors[k]) for n, k in zip(names, state_keys)}}
-        results = [torch.from_numpy(r) for r in session.run(None, feeds)]
-        outputs = dict(zip(out_keys, results[: len(out_keys)]))
-        return outputs, TemporalState(dict(zip(state_keys, results[len(out_keys):])))
-
+    step = _session_step(_session(model, "step", export, threads), state_keys, out_keys)
     probe = _probe(size)
     try:
         with torch.no_grad():
@@ -262,17 +278,19 @@ def predictor_for(model: Any, runtime: str = "auto", device: str | torch.device 
     ``step`` through onnxruntime when ``runtime`` allows it.
 
     ``runtime``: "onnx" (fail if impossible), "torch" (the model's own methods), "auto" (onnx on the CPU when
-    available, else torch), "int8" (a per-frame model's static int8 graph ``int8_graph``, made by
+    available, else torch), "int8" (the static int8 graph ``int8_graph`` of a per-frame model's predict or a temporal model's step, made by
     ``facetrack.models.quantize``). The onnx functions have no gradients.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-    if runtime == "int8":
-        if callable(getattr(model, "init_state", None)) or int8_graph is None:
-            raise ModelError("--runtime int8 needs a per-frame model whose card names an int8 graph "
-                             "(facetrack quantize); temporal models have none yet")
-        return Predictor("int8", _graph_predict(_session_from(Path(int8_graph).read_bytes(), None)))
     temporal = callable(getattr(model, "init_state", None)) and callable(getattr(model, "step", None))
+    if runtime == "int8":
+        if int8_graph is None:
+            raise ModelError("--runtime int8 needs a model whose card names an int8 graph (facetrack quantize)")
+        session = _session_from(Path(int8_graph).read_bytes(), None)
+        if temporal:
+            return Predictor("int8", getattr(model, "predict", None), _session_step(session, *_step_names(model)))
+        return Predictor("int8", _graph_predict(session))
     own = Predictor("torch", getattr(model, "predict", None), model.step if temporal else None)
     stand_in = any(name in vars(model) for name in ("predict", "step"))  # replaced on the instance (tests): keep it
     if runtime == "torch" or stand_in or not (temporal or callable(getattr(model, "decode", None))):
