@@ -317,7 +317,7 @@ def train_head(recipe: HeadRecipe) -> dict[str, Any]:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total, seen = total + float(loss) * len(idx), seen + len(idx)
+            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
         metrics = evaluate_branch(model, recipe.stage, x_val, y_val)
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": lr,
                "seconds": round(time.perf_counter() - t_epoch, 2), **metrics}
