@@ -8,9 +8,10 @@ weights file stays the single source of truth; it is cached under ``$FACETRACK_C
 
 - Per-frame models (AOHR, and any ``LandmarkModel``): ``predict`` moves whole -- the network and the decoding
   of its heatmaps to coordinates and confidences (about 30 small operators that cost ~1 ms in PyTorch).
-- Temporal models (1DFormer, the AOHR tracker): ``step`` moves whole -- encoder, temporal head and decoders, with
-  the state's tensors (a fixed-size window cache and a validity mask, no Python-side counters) as extra inputs and
-  outputs -- since the head's few hundred small operators cost more dispatch than arithmetic.
+- Temporal models (1DFormer, the AOHR tracker): ``step`` moves whole -- encoder, temporal head, decoders and the
+  decoding to coordinates (extra outputs ``coords``, ``conf``), with the state's tensors (a fixed-size window cache
+  and a validity mask, no Python-side counters) as extra inputs and outputs -- since the head's few hundred small
+  operators cost more dispatch than arithmetic.
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ from facetrack.errors import ModelError
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "onnx", "torch", "int8")
+# A step graph's outputs also carry the decoded landmarks under these keys (crop pixels, confidences): decoding in
+# the graph saves the tracker ~30 small PyTorch operators per frame.
+DECODED = ("coords", "conf")
+STEP_GRAPH = "step+decode"  # the cache key's kind: graphs made before decoding moved in are never reused
 
 
 class _Predict(nn.Module):
@@ -60,7 +65,8 @@ class _Step(nn.Module):
         from facetrack.models.temporal.base import TemporalState
 
         out, new = self.model.step(images, TemporalState(dict(zip(self.state_keys, state))))
-        return (*(out[k] for k in self.out_keys), *(new.tensors[k] for k in self.state_keys))
+        coords, conf = self.model.decode(out)
+        return (*(out[k] for k in self.out_keys), coords, conf, *(new.tensors[k] for k in self.state_keys))
 
 
 def cache_dir() -> Path:
@@ -166,6 +172,21 @@ def _array(x: Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.numpy() if x.dtype == torch.bool else x.float().numpy())
 
 
+def onnx_function(module: nn.Module, kind: str, example: Tensor, threads: int | None = 1) -> Callable[[Tensor], Tensor]:
+    """``module``'s forward (one batch-first tensor in, one out) as an onnxruntime session, checked against PyTorch
+    on ``example``. For the tracker's small helper networks (the face validator): at batch 1 PyTorch's dispatch
+    costs more than their arithmetic, and one thread is enough."""
+    export = lambda: _export(module, (example,), ["input"], ["output"])  # noqa: E731
+    session = _session(module, kind, export, threads)
+
+    def run(x: Tensor) -> Tensor:
+        return torch.from_numpy(session.run(None, {"input": _array(x)})[0])
+
+    with torch.no_grad():
+        _self_check(type(module).__name__, [module(example)], [run(example)])
+    return run
+
+
 def onnx_predict(model: nn.Module, threads: int | None = None) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
     """An onnxruntime function with ``model.predict``'s signature: crops (B, 3, F, F) -> coords, confidences.
 
@@ -225,8 +246,8 @@ def _session_step(session: Any, state_keys: list[str], out_keys: list[str]
         if state.batch != images.shape[0]:
             raise ValueError(f"state holds {state.batch} faces but {images.shape[0]} images were given")
         results = [torch.from_numpy(r) for r in session.run(None, step_feeds(images, state))]
-        outputs = dict(zip(out_keys, results[: len(out_keys)]))
-        return outputs, TemporalState(dict(zip(state_keys, results[len(out_keys):])))
+        outputs = dict(zip([*out_keys, *DECODED], results[: len(out_keys) + 2]))
+        return outputs, TemporalState(dict(zip(state_keys, results[len(out_keys) + 2:])))
 
     return step
 
@@ -244,9 +265,9 @@ def onnx_step(model: nn.Module, threads: int | None = None) -> Callable[[Tensor,
     def export() -> bytes:
         inputs = (torch.zeros(1, 3, size, size), *(example.tensors[k] for k in state_keys))
         return _export(_Step(model, state_keys, out_keys), inputs, ["images", *names],
-                       [*out_keys, *(f"next_{k}" for k in state_keys)])
+                       [*out_keys, *DECODED, *(f"next_{k}" for k in state_keys)])
 
-    step = _session_step(_session(model, "step", export, threads), state_keys, out_keys)
+    step = _session_step(_session(model, STEP_GRAPH, export, threads), state_keys, out_keys)
     probe = _probe(size)
     try:
         with torch.no_grad():

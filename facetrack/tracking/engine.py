@@ -233,7 +233,8 @@ class TemporalEngine(CropEngine):
         state = TemporalState.cat([s.to(tensor.device) for s in fresh])
         with torch.inference_mode():
             outputs, state = self.landmarker.predictor.step(tensor, state)
-            coords, conf = self.model.decode(outputs)
+            # an onnxruntime step graph decodes in the graph; PyTorch's step leaves it to the model
+            coords, conf = (outputs["coords"], outputs["conf"]) if "coords" in outputs else self.model.decode(outputs)
         points = self.landmarker.to_image(self.landmarker.calibrated(coords), matrices)
         conf_np = conf.cpu().numpy().astype(np.float64)
         return [FaceEstimate(p, c, b.copy(), s, float(r))

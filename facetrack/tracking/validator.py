@@ -90,13 +90,26 @@ class FaceValidator:
         self.net = net.eval()
         self.card = card or {}
         self.upright = bool(self.card.get("crop", {}).get("upright", False))
+        self._forward: Any = None  # onnxruntime on first use (0.1 ms per face against 0.5-4 in PyTorch), else the net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of (K, 4, 64, 64) inputs, through onnxruntime when it is installed."""
+        if self._forward is None:
+            self._forward = self.net
+            try:
+                from facetrack.models.onnx_runtime import onnx_function
+
+                self._forward = onnx_function(self.net, ARCH, torch.zeros(1, 4, INPUT_SIZE, INPUT_SIZE))
+            except (ImportError, RuntimeError) as exc:
+                logger.info("face validator runs in PyTorch (%s)", exc)
+        return self._forward(x)
 
     @torch.inference_mode()
     def score(self, image: np.ndarray, landmarks: Sequence[np.ndarray]) -> np.ndarray:
         if len(landmarks) == 0:
             return np.zeros(0)
         crops = np.stack([validator_crop(image, p, self.upright) for p in landmarks])
-        return torch.sigmoid(self.net(to_tensor(crops))).numpy().astype(np.float64)
+        return torch.sigmoid(self.forward(to_tensor(crops))).numpy().astype(np.float64)
 
 
 def save_validator(net: FaceValidatorNet, path: str | Path, card: dict[str, Any],

@@ -102,3 +102,17 @@ def test_upright_crop_judges_a_turned_face_like_an_upright_one(rng):
     b = fv.validator_crop(turned, turned_points, upright=True).astype(int)
     assert np.abs(a - b).mean() < 3  # the same crop, up to resampling
     assert np.abs(fv.validator_crop(turned, turned_points).astype(int) - a).mean() > 3  # unturned: differs
+
+
+def test_validator_runs_through_onnxruntime_with_the_nets_scores(rng, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("FACETRACK_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    validator = fv.FaceValidator(fv.FaceValidatorNet())
+    image, points = _face(rng)
+    scores = validator.score(image, [points, points + 7.0])
+    assert validator._forward is not validator.net  # the onnxruntime session, not the PyTorch net
+    with torch.no_grad():
+        crops = np.stack([fv.validator_crop(image, p) for p in (points, points + 7.0)])
+        expected = torch.sigmoid(validator.net(fv.to_tensor(crops))).numpy()
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
