@@ -86,3 +86,15 @@ def test_stage_helpers(tmp_path):
     assert len(crops) == 10 and crops[0].shape == (112, 112, 3)
     square = crop_square(points)
     assert box_iou(square[None], square[None])[0, 0] == pytest.approx(1.0)
+
+
+def test_shipped_stage_recipes_load_and_chain():
+    from pathlib import Path
+
+    from facetrack.train.atpn import read_recipe
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    tracking, pose = read_recipe(configs / "atpn68_tracking.yaml"), read_recipe(configs / "atpn68_pose.yaml")
+    assert (tracking.stage, pose.stage) == ("tracking", "pose") and tracking.negatives == 10 and tracking.max_iou == 0.3
+    assert tracking.init_weights == "runs/atpn68_landmarks/best.safetensors"  # stage 1's output
+    assert pose.init_weights == f"{tracking.out}/best.safetensors"  # so the result holds all three branches

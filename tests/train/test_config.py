@@ -120,7 +120,13 @@ def test_round_trip_through_a_plain_dict(recipe: Path) -> None:
     assert config_from_dict(plain, config.source) == config
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+# ATPN's stage-2/3 recipes (a ``stage`` key) train a frozen model's branch: ``python -m facetrack.train.atpn``, whose
+# own test loads them (tests/models/test_atpn.py)
+HEAD_RECIPES = {"atpn68_tracking.yaml", "atpn68_pose.yaml"}
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in HEAD_RECIPES),
+                         ids=lambda p: p.name)
 def test_shipped_recipes_load_and_name_real_models(path: Path) -> None:
     config = load_config(path)
     arch, full = resolve(config.model.arch, **config.model.config)
