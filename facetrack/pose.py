@@ -1,8 +1,8 @@
 """Head pose (yaw, pitch, roll in degrees) of any 68-point face: a generic 3D face fitted to the landmarks by PnP.
 
 Why: every landmark model gives 2D points; a rigid 3D face (``facetrack.face3d68``) fitted to them with OpenCV's
-``solvePnP`` turns them into the head's rotation for ~0.1 ms a face, whatever the model. ATPN's pose head is
-trained on these fits of the annotated shapes (no pose labels exist in the project's data).
+``solvePnP`` turns them into the head's rotation for ~0.2 ms a face (measured on a loaded 2-core machine), whatever
+the model. ATPN's pose head is trained on these fits of the annotated shapes (no pose labels exist in the project's data).
 
 Conventions (``rotation_from_euler``): camera frame x right, y down, z forward (OpenCV's). The head's rotation is
 R = Rz(roll) Ry(yaw) Rx(pitch), applied to the generic face as stored (frontal, nose toward the camera):
@@ -110,7 +110,7 @@ def fit_pose(landmarks: np.ndarray, camera: Camera, relative: str = "view") -> P
     """Fit the generic face to 68 landmarks (pixels); None when fewer than ``MIN_POINTS`` fitted points are finite.
 
     SQPnP (Terzakis & Lourakis 2020): globally optimal, so no initial guess (and no solution flipping between two
-    branches from frame to frame); ~35 us a face on this project's CPU."""
+    branches from frame to frame); the solver itself takes ~35 us a face on this project's CPU."""
     if relative not in ("view", "camera"):
         raise ValueError(f"relative must be 'view' or 'camera', got {relative!r}")
     points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
