@@ -2,7 +2,8 @@
 
 Why: every landmark model gives 2D points; a rigid 3D face (``facetrack.face3d68``) fitted to them with OpenCV's
 ``solvePnP`` turns them into the head's rotation for ~0.2 ms a face (measured on a loaded 2-core machine), whatever
-the model. ATPN's pose head is trained on these fits of the annotated shapes (no pose labels exist in the project's data).
+the model. ATPN's pose head is trained on these fits of the annotated shapes (the project's data has no pose
+labels).
 
 Conventions (``rotation_from_euler``): camera frame x right, y down, z forward (OpenCV's). The head's rotation is
 R = Rz(roll) Ry(yaw) Rx(pitch), applied to the generic face as stored (frontal, nose toward the camera):

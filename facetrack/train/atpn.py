@@ -293,7 +293,8 @@ def train_head(recipe: HeadRecipe) -> dict[str, Any]:
     t0 = time.perf_counter()
     x_train, y_train = build_set(recipe, model, train_faces, True, extra[:-split or None], rng)
     x_val, y_val = build_set(recipe, model, val_faces, False, extra[-split:] if split else [], rng)
-    logger.info("cached %d training and %d held-out crops in %.0f s", len(x_train), len(x_val), time.perf_counter() - t0)
+    logger.info("cached %d training and %d held-out crops in %.0f s", len(x_train), len(x_val),
+                time.perf_counter() - t0)
     optimizer = torch.optim.Adam(branch.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     loss_fn = track_loss if recipe.stage == "tracking" else (lambda o, t: pose_loss(math.pi * torch.tanh(o), t))
     key = "ap" if recipe.stage == "tracking" else "mae"

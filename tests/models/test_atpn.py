@@ -35,7 +35,8 @@ def test_heatmap_is_one_on_a_landmark_and_floored_far_away():
 
 def test_loss_is_zero_at_the_target_and_decode_inverts_encode(model):
     points = np.random.default_rng(0).uniform(10, 100, (68, 2))
-    targets = {k: torch.from_numpy(np.asarray(v, dtype=np.float32))[None] for k, v in model.encode_targets(points).items()}
+    encoded = model.encode_targets(points)
+    targets = {k: torch.from_numpy(np.asarray(v, dtype=np.float32))[None] for k, v in encoded.items()}
     outputs = {"shape": targets["shape"].clone(), "pose": torch.zeros(1, 3), "face_logits": torch.zeros(1, 2)}
     assert float(model.loss(outputs, targets)) < 1e-4
     coords, conf = model.decode(outputs)
