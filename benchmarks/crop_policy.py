@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="held-out clip set (0: the ablation's clips)")
     parser.add_argument("--crop-scale", type=float, default=1.25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runtime", default="auto", help="the Landmarker runtime (auto, onnx, torch, int8)")
     parser.add_argument("--out", default="benchmarks/results/crop_policy.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -133,11 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(model_name)
         for (text, policy), (name, spec) in itertools.product(policies.items(), filters.items()):
             key = f"{model_name} | {text}" + (f" | {name}" if spec is not None else "")
+            label = model_name if args.runtime == "auto" else f"{model_name} ({args.runtime})"
+            key = key.replace(model_name, label, 1)
             if key in results:
                 continue
-            tracks = tracks_folder(work, model_name, text, name)
-            column, seconds = score_heldout(model, clips, tracks, args.crop_scale, policy, spec)
-            results[key] = {"model": model_name, "policy": text, "filter": name, "column": column, "seconds": seconds}
+            tracks = tracks_folder(work, label, text, name)
+            column, seconds = score_heldout(model_name if args.runtime == "int8" else model, clips, tracks,
+                                            args.crop_scale, policy, spec, args.runtime)
+            results[key] = {"model": label, "policy": text, "filter": name, "column": column, "seconds": seconds}
             work.mkdir(parents=True, exist_ok=True)
             results_path.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
             logging.info("%s: NRMSE %.3f%%, e3 %.3f%%", key, column["nrmse_per_video_mean"], column["e3_jitter"])
@@ -150,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
              "jitter (% of face size); e1: delay (frames).",
              f"Command: `python benchmarks/crop_policy.py --models {' '.join(args.models)} "
              f"--policies {' '.join(args.policies)} --filters {' '.join(args.filters)}"
+             + (f" --runtime {args.runtime}" if args.runtime != "auto" else "")
              + (f" --seed {args.seed}" if args.seed else "") + "`", "",
              "| model | policy | filter | NRMSE % | e3 % | e4 % | e1 |", "|---|---|---|---|---|---|---|"]
     for row in results.values():

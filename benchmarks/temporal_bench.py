@@ -113,7 +113,7 @@ def row_recipe(settings: StudySettings, name: str, model_config: dict[str, Any])
 
 
 def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float, crop_smoothing: Any = None,
-                  smoothing: Any = None) -> None:
+                  smoothing: Any = None, runtime: str = "auto") -> None:
     """Closed-loop tracking of every held-out clip; one ``landmarks.csv`` per clip, as ``facetrack track``
     (``crop_smoothing``: the tracker's crop policy, ``CropSmoothing()`` by default; ``smoothing``: the output
     filter, as ``Tracker(smoothing=...)``)."""
@@ -127,7 +127,7 @@ def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float, crop_sm
         images = sorted((clip / "imgs").iterdir())
         first = read_pts(clip / "annot" / "000001.pts")
         pred, conf = track_clip(model, (read_image(p) for p in images), box_from_landmarks(first), crop_scale,
-                                crop_smoothing, smoothing)
+                                crop_smoothing, smoothing, runtime)
         target = out / clip.name / "landmarks.csv"
         with LandmarksCSVWriter(target, pred.shape[1]) as writer:
             for t, (pts, c) in enumerate(zip(pred, conf)):
@@ -135,13 +135,13 @@ def track_heldout(model: Any, clips: Path, out: Path, crop_scale: float, crop_sm
 
 
 def score_heldout(model: Any, clips: Path, tracks: Path, crop_scale: float, crop_smoothing: Any = None,
-                  smoothing: Any = None) -> tuple[dict[str, Any], float]:
+                  smoothing: Any = None, runtime: str = "auto") -> tuple[dict[str, Any], float]:
     """Track every held-out clip (``track_heldout``) into ``tracks`` and score them with the code of ``facetrack
     evaluate --video``: (the pseudo column without per-video rows, tracking seconds)."""
     from facetrack.evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
 
     start = time.perf_counter()
-    track_heldout(model, clips, tracks, crop_scale, crop_smoothing, smoothing)
+    track_heldout(model, clips, tracks, crop_scale, crop_smoothing, smoothing, runtime)
     seconds = time.perf_counter() - start
     scored = evaluate_videos({"m": tracks}, {"pseudo": load_pseudo_truth(clips)}, VideoSettings("pseudo", str(clips)))
     column = scored["methods"]["m"]["columns"]["pseudo"]

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--render", type=Path, metavar="DIR", default=None,
                    help="also write each image with its faces drawn into DIR (JPEG, the input's name)")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                   help="landmark encoder runtime: onnxruntime on the CPU when possible (auto), or torch/onnx")
+                   help="landmark model runtime: auto (default) = onnxruntime (float) on the CPU when possible; "
+                        "fast = the card's int8 graph when it has one; onnx, int8 insist; torch = PyTorch")
     p.set_defaults(func=run)
 
 

@@ -414,19 +414,20 @@ def evaluate_videos(methods: dict[str, str | Path], truth: dict[str, list[VideoT
 
 
 def track_clip(model: Any, frames: Any, first_box: np.ndarray, crop_scale: float = 1.25,
-               crop_smoothing: Any = None, smoothing: Any = None) -> tuple[np.ndarray, np.ndarray]:
+               crop_smoothing: Any = None, smoothing: Any = None, runtime: str = "auto"
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Track one face through ``frames`` (BGR images) with a landmark model, through the engines of
     ``facetrack track`` (``Landmarker`` + ``engine_for``: same crops, calibration and state handling): frame 0
     is cropped from ``first_box`` (the GT-box protocol of FHR's evaluation, no re-crop passes), every later
     frame around the model's own landmarks of the frame before, smoothed by ``crop_smoothing`` (the tracker's
     crop policy; default ``CropSmoothing()``), and the reported landmarks through the output filter
-    ``smoothing`` (as ``Tracker(smoothing=...)``; None: raw). Returns landmarks (T, N, 2) in frame pixels and
+    ``smoothing`` (as ``Tracker(smoothing=...)``; None: raw); ``runtime`` as ``Landmarker``'s. Returns landmarks (T, N, 2) in frame pixels and
     confidences (T, N)."""
     from facetrack.landmarker import Landmarker
     from facetrack.tracking.smoothing import make_filter, smoothing_params
     from facetrack.tracking.engine import engine_for
 
-    engine = engine_for(Landmarker(model, crop_scale=crop_scale, refine=0), crop_smoothing)
+    engine = engine_for(Landmarker(model, crop_scale=crop_scale, refine=0, runtime=runtime), crop_smoothing)
     spec = smoothing_params(smoothing)
     output = make_filter(spec) if spec is not None else None
     estimates: list[Any] = []

@@ -9,9 +9,9 @@ weights file stays the single source of truth; it is cached under ``$FACETRACK_C
 - Per-frame models (AOHR, and any ``LandmarkModel``): ``predict`` moves whole -- the network and the decoding
   of its heatmaps to coordinates and confidences (about 30 small operators that cost ~1 ms in PyTorch).
 - Temporal models (1DFormer, the AOHR tracker): ``step`` moves whole -- encoder, temporal head, decoders and the
-  decoding to coordinates (extra outputs ``coords``, ``conf``), with the state's tensors (a fixed-size window cache
-  and a validity mask, no Python-side counters) as extra inputs and outputs -- since the head's few hundred small
-  operators cost more dispatch than arithmetic.
+  decoding to coordinates (extra outputs ``decoded_coords``, ``decoded_conf``), with the state's tensors (a
+  fixed-size window cache and a validity mask, no Python-side counters) as extra inputs and outputs -- since the
+  head's few hundred small operators cost more dispatch than arithmetic.
 """
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ from facetrack.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "onnx", "torch", "int8")
+RUNTIMES = ("auto", "onnx", "torch", "int8", "fast")
 # A step graph's outputs also carry the decoded landmarks under these keys (crop pixels, confidences): decoding in
 # the graph saves the tracker ~30 small PyTorch operators per frame.
-DECODED = ("coords", "conf")
+DECODED = ("decoded_coords", "decoded_conf")
 STEP_GRAPH = "step+decode"  # the cache key's kind: graphs made before decoding moved in are never reused
 
 

@@ -234,7 +234,8 @@ class TemporalEngine(CropEngine):
         with torch.inference_mode():
             outputs, state = self.landmarker.predictor.step(tensor, state)
             # an onnxruntime step graph decodes in the graph; PyTorch's step leaves it to the model
-            coords, conf = (outputs["coords"], outputs["conf"]) if "coords" in outputs else self.model.decode(outputs)
+            coords, conf = ((outputs["decoded_coords"], outputs["decoded_conf"]) if "decoded_coords" in outputs
+                            else self.model.decode(outputs))
         points = self.landmarker.to_image(self.landmarker.calibrated(coords), matrices)
         conf_np = conf.cpu().numpy().astype(np.float64)
         return [FaceEstimate(p, c, b.copy(), s, float(r))
