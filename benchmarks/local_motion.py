@@ -95,15 +95,21 @@ def score_row(weights: str, clips: Path, tracks: Path) -> dict[str, Any]:
 
     model = load_model(weights)
     crop_scale = float((getattr(model, "card", {}) or {}).get("crop", {}).get("scale", 1.25))
-    column, seconds = score_heldout(model, clips, tracks, crop_scale)
+    given = open_loop_errors(model, clips, crop_scale)
+    given_curve = auc_fr(given["diagonal"], THRESHOLD)
+    record = {"weights": weights, "arch": model.arch, "config": model.config,
+              "gt_box_diag": float(given["diagonal"].mean()), "gt_box_ocular": float(given["ocular"].mean()),
+              "gt_box_auc": given_curve["auc"], "gt_box_fr": given_curve["fr"],
+              "gt_box_errors_diag": given["diagonal"].tolist()}
+    try:
+        column, seconds = score_heldout(model, clips, tracks, crop_scale)
+    except ValueError as exc:  # e.g. every landmark on one point: no box to crop the next frame from
+        log.warning("%s: closed-loop tracking failed (%s)", weights, exc)
+        return {**record, "closed_loop_failed": str(exc), "column": {}, "errors_diag": []}
     errors = frame_errors(tracks, clips)
     finite = {k: v[np.isfinite(v)] for k, v in errors.items()}
     curve = auc_fr(errors["diagonal"], THRESHOLD)
-    given = open_loop_errors(model, clips, crop_scale)
-    given_curve = auc_fr(given["diagonal"], THRESHOLD)
-    return {"gt_box_diag": float(given["diagonal"].mean()), "gt_box_ocular": float(given["ocular"].mean()),
-            "gt_box_auc": given_curve["auc"], "gt_box_fr": given_curve["fr"],
-            "gt_box_errors_diag": given["diagonal"].tolist(),"weights": weights, "arch": model.arch, "config": model.config, "column": column,
+    return {**record, "weights": weights, "arch": model.arch, "config": model.config, "column": column,
             "track_seconds": seconds, "mean_diag": float(finite["diagonal"].mean()),
             "mean_ocular": float(finite["ocular"].mean()), "auc_diag": curve["auc"], "fr_diag": curve["fr"],
             "auc_settings": {k: curve[k] for k in ("step", "integrator", "inclusive", "count")},
@@ -170,6 +176,12 @@ def write_table(results: dict[str, Any], path: Path) -> str:
     for name, r in rows.items():
         s = sp.get(name, {})
         c = r["column"]
+        if r.get("closed_loop_failed"):
+            lines.append(f"| {name} | {s.get('input', '-')} | closed loop failed: {r['closed_loop_failed'][:60]} "
+                         f"| | | | | | {_f(100 * r['gt_box_diag'])} | {_f(100 * r['gt_box_ocular'])} "
+                         f"| {_f(r['gt_box_auc'])} | {_f(100 * r['gt_box_fr'], 2)} | {_f(s.get('params_m'), 2)} "
+                         f"| {_f(s.get('size_mb'), 1)} | {_f(s.get('ms'), 2)} | {_f(s.get('fps'), 0)} |")
+            continue
         lines.append(f"| {name} | {s.get('input', '-')} | {_f(100 * r['mean_diag'])} | {_f(100 * r['mean_ocular'])} "
                      f"| {_f(r['auc_diag'])} | {_f(100 * r['fr_diag'], 2)} | {_f(c['nrmse_per_video_mean'])} "
                      f"| {_f(c['e3_jitter'])} | {_f(100 * r['gt_box_diag'])} | {_f(100 * r['gt_box_ocular'])} "
@@ -213,14 +225,14 @@ def main(argv: list[str] | None = None) -> None:
         results["rows"][name] = score_row(weights, clips, work / "tracks" / name.replace(" ", "_"))
         results_path.write_text(json.dumps(results, default=_json_default), encoding="utf-8")
     results["rows"] = {k: results["rows"][k] for k in rows if k in results["rows"]}
-    first = next(iter(results["rows"].values()))
+    first = next(r for r in results["rows"].values() if r["column"])
     results.update({"clips": str(clips), "clip_count": first["column"]["videos"],
                     "frames": first["column"]["frames"] // max(first["column"]["videos"], 1), "threads": args.threads})
     results["speed"] = speed(rows, args.threads, args.rounds, args.steps)
     results_path.write_text(json.dumps(results, default=_json_default), encoding="utf-8")
     from facetrack.metrics.plots import plot_ced
 
-    plot_ced({k: np.array(r["errors_diag"]) for k, r in results["rows"].items()},
+    plot_ced({k: np.array(r["errors_diag"]) for k, r in results["rows"].items() if r["column"]},
              Path(args.out).with_suffix(".png"), THRESHOLD,
              "Held-out pseudo-videos: error / GT box diagonal")
     plot_ced({k: np.array(r["gt_box_errors_diag"]) for k, r in results["rows"].items()},
