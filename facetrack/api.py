@@ -309,14 +309,14 @@ class Tracker:
     flip averaging (per-frame models only); ``max_faces``: track at most K faces, 0 (default) = every face;
     ``device``: "cpu" (default) or one PyTorch here has, e.g. "cuda:0" (a clear ModelError otherwise);
     ``shape_check``: "default" (the packaged shape-space check, ``facetrack.tracking.plausibility``), a path, a
-    ``ShapeCheck`` or None (off); ``runtime``: "fast" (default) runs the card's int8 graph when it names one
-    (``facetrack quantize``), else as "auto" (see ``Landmarker``).
+    ``ShapeCheck`` or None (off); ``runtime``: as ``Landmarker``'s ("int8": the card's int8 graph, faster, a
+    little less steady).
     Remaining keywords go to ``TrackerConfig`` (e.g. ``verify_every``: re-check faces against the detector).
     """
 
     def __init__(self, model: Any = None, detector: Any = None, detect_every: int = 0, max_faces: int = 0,
                  smoothing: bool | str | dict[str, Any] | None = "aligned", validator: Any = "default",
-                 refine: int = REFINE, device: str = "cpu", runtime: str = "fast", flip: bool = False,
+                 refine: int = REFINE, device: str = "cpu", runtime: str = "auto", flip: bool = False,
                  shape_check: Any = "default", **config: Any) -> None:
         self.config = TrackerConfig(detect_every=detect_every, max_faces=max_faces,
                                     smoothing=smoothing, **config)

@@ -34,8 +34,7 @@ class Landmarker:
     ``runtime``: "auto" runs the encoder with onnxruntime on the CPU when it can (same outputs to ~1e-6,
     about 1.5x faster at batch 1), "torch" keeps PyTorch, "onnx" insists (see ``facetrack.models.onnx_runtime``),
     "int8" runs the static int8 graph the card names (``facetrack quantize``; about 2x faster; the predict graph
-    of a per-frame model, the step graph of a temporal model), "fast" the int8 graph when the card names one and
-    "auto" otherwise (the tracker's default: speed first; ``detect`` keeps "auto", accuracy first).
+    of a per-frame model, the step graph of a temporal model; opt-in: it costs some accuracy and jitter).
 
     ``flip``: test-time flip augmentation: every crop also runs mirrored (one batch of 2K), and the mirrored
     prediction, mapped back and re-ordered by the scheme's flip permutation, is averaged with the direct one.
@@ -55,8 +54,6 @@ class Landmarker:
             model = load_model(model, map_location=device)
         card = getattr(model, "card", {}) or {}
         int8 = None
-        if runtime == "fast":
-            runtime = "int8" if "int8" in card and torch.device(device).type == "cpu" else "auto"
         if runtime == "int8":
             from facetrack.models.quantize import int8_graph
 

@@ -2,7 +2,7 @@
 
 # ``--runtime`` choices of detect/track; the same names as facetrack.models.onnx_runtime.RUNTIMES (tested), kept
 # here so that the CLI parses arguments without importing torch.
-RUNTIMES = ("auto", "onnx", "torch", "int8", "fast")
+RUNTIMES = ("auto", "onnx", "torch", "int8")
 
 # The packaged defaults, named in --help without importing torch.
 from facetrack.packaged import DEFAULT_MODEL, DEFAULT_TRACKER  # noqa: E402

@@ -72,9 +72,8 @@ def run(args: argparse.Namespace) -> int:
         quantize_predict(landmarker, crops, graph)
     command = command_line("quantize", args)
     card["int8"] = {"graph": graph.name, "sha256": sha256(graph), "weights_sha256": card.get("sha256"),
-                    "method": "onnxruntime quantize_static, QDQ, convolutions only"
-                              + (" of the encoder's backbone" if temporal else "")
-                              + ", per-channel int8 weights, uint8 activations", "calibration_faces": len(samples),
+                    "method": "onnxruntime quantize_static, QDQ, convolutions only, per-channel int8 weights, "
+                              "uint8 activations", "calibration_faces": len(samples),
                     **({"calibration_clip": {"frames": CLIP_FRAMES, "wander": list(CLIP_WANDER), "seed": 0}}
                        if temporal else {}),
                     "calibration_data": f"{args.dataset} {args.root} split {args.split}", "command": command}

@@ -34,7 +34,7 @@ from facetrack.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "onnx", "torch", "int8", "fast")
+RUNTIMES = ("auto", "onnx", "torch", "int8")
 # A step graph's outputs also carry the decoded landmarks under these keys (crop pixels, confidences): decoding in
 # the graph saves the tracker ~30 small PyTorch operators per frame.
 DECODED = ("decoded_coords", "decoded_conf")

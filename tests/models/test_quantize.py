@@ -38,7 +38,6 @@ def test_int8_graph_runs_from_the_card_close_to_the_float_graph(tmp_path, tiny_a
     weights, _, float_landmarker, crops = _quantised(tmp_path, tiny_aohr_config)
     landmarker = Landmarker(weights, runtime="int8", calibrate=False)
     assert landmarker.runtime == "int8"
-    assert Landmarker(weights, runtime="fast", calibrate=False).runtime == "int8"  # the tracker's default
     images = torch.from_numpy(np.concatenate(crops))
     coords, conf = landmarker.predict_crops(images)
     reference, _ = float_landmarker.predict_crops(images)
@@ -59,7 +58,6 @@ def test_int8_is_refused_without_a_graph_for_these_weights(tmp_path, tiny_aohr_c
     card_path.write_text(json.dumps(card))
     with pytest.raises(ModelError, match="facetrack quantize"):
         Landmarker(weights, runtime="int8")
-    assert Landmarker(weights, runtime="fast").runtime == "onnx"  # no int8 graph: the float one
 
 
 @pytest.mark.shared_data
