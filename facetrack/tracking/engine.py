@@ -106,7 +106,7 @@ class CropEngine:
 
     def _recrop(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rolls = np.array([self._roll(p) for p in points])
-        return np.stack([upright_box(p, r) for p, r in zip(points, rolls)]), rolls
+        return np.stack([_crop_box(p, r) for p, r in zip(points, rolls)]), rolls
 
     def _boxes_from_points5(self, points5: np.ndarray, rolls: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """First crop boxes cut in the face's own frame: the mean face placed on the detector's five points (a
@@ -174,7 +174,7 @@ class CropEngine:
         smoothing = self.crop_smoothing
         rolls = np.array([smoothing.next_roll(p.roll, self._roll(p.landmarks)) if self._rolls else 0.0
                           for p in previous])
-        boxes = np.stack([smoothing.next_box(p.box, upright_box(p.landmarks, r)) for p, r in zip(previous, rolls)])
+        boxes = np.stack([smoothing.next_box(p.box, _crop_box(p.landmarks, r)) for p, r in zip(previous, rolls)])
         return self._predict(image, boxes, rolls, [p.state for p in previous])
 
     def reset(self, estimate: FaceEstimate) -> FaceEstimate:
@@ -240,6 +240,17 @@ class TemporalEngine(CropEngine):
         conf_np = conf.cpu().numpy().astype(np.float64)
         return [FaceEstimate(p, c, b.copy(), s, float(r))
                 for p, c, b, s, r in zip(points, conf_np, boxes, state.split(), rolls)]
+
+
+MIN_CROP_SIDE = 2.0  # px: a shape collapsed to a point (a failed model) still gives a crop, which the checks reject
+
+
+def _crop_box(points: np.ndarray, roll: float) -> np.ndarray:
+    """The next crop's box: the landmarks' upright box, at least ``MIN_CROP_SIDE`` wide and high, so that a collapsed
+    shape leaves a face to be judged (and lost) by the face checks instead of a crop that cannot be cut."""
+    box = upright_box(points, roll)
+    centre, half = 0.5 * (box[:2] + box[2:]), np.maximum(0.5 * (box[2:] - box[:2]), 0.5 * MIN_CROP_SIDE)
+    return np.concatenate([centre - half, centre + half])
 
 
 @lru_cache(maxsize=None)

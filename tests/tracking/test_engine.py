@@ -4,7 +4,7 @@ import numpy as np
 
 from facetrack.data.transforms import face_roll, upright_box
 from facetrack.schemes import get_scheme
-from facetrack.tracking.engine import FaceEstimate
+from facetrack.tracking.engine import MIN_CROP_SIDE, FaceEstimate
 
 
 def test_start_refines_detector_box_and_step_follows(fakes):
@@ -68,3 +68,16 @@ def test_unsure_first_pass_tries_every_eighth_turn_on_the_detector_box(fakes):
     assert len(again) == 2 and np.isclose(np.abs(again), 180.0, atol=1.0).any()  # the two best, re-cropped
     final = engine.landmarker.rolls[-1]
     assert np.isclose(abs(final[0]), 180.0, atol=1.0)  # the face is read upside down, as it is
+
+
+def test_a_shape_collapsed_to_one_point_still_gives_a_crop(fakes):
+    """A failed model may put every landmark on one spot: the next crop is a small box there, not an exception,
+    and the face checks then lose the face."""
+    engine = fakes.blob_engine(refine=0)
+    frame = fakes.draw_frame((300, 200), [(100, 90, 30)])
+    (est,) = engine.start(frame, [fakes.blob_box(100, 90, 30)])
+    collapsed = FaceEstimate(np.full((68, 2), 100.0), est.confidences, est.box, est.state, 0.0)
+    (nxt,) = engine.step(frame, [collapsed])
+    assert np.isfinite(nxt.landmarks).all() and np.isfinite(nxt.box).all()
+    boxes, _ = engine._recrop(np.full((1, 68, 2), 100.0))  # a re-crop pass after a collapsed first pass
+    assert (boxes[:, 2:] - boxes[:, :2] >= MIN_CROP_SIDE - 1e-9).all()
