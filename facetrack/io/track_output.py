@@ -60,12 +60,20 @@ class FaceRow:
 # ------------------------------------------------------------------------------------------------ provenance
 
 
+def source_label(source: Any) -> str:
+    """A source as summary.json names it: a path in full (a ``Path``'s ``name`` would be only its last part), else
+    a frame source's ``name``, else its text (a camera index)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return str(getattr(source, "name", source))
+
+
 def source_fingerprint(source: Any) -> dict[str, Any]:
     """What identifies a source's content: path, size, mtime and a sha256 of its first and last MiB (a file);
     the frame files' names, sizes and mtimes (a folder); the index (a camera, never matched)."""
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit() and not Path(source).exists()):
         return {"camera": int(source)}
-    path = Path(str(getattr(source, "name", source)))
+    path = Path(source_label(source))
     if path.is_dir():
         digest = hashlib.sha256()
         count = 0

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from facetrack.io.results import write_summary_json
-from facetrack.io.track_output import FORMATS
+from facetrack.io.track_output import FORMATS, source_label
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
     formats = parse_formats(formats)
     scheme = str(getattr(tracker.engine, "scheme", ""))
     summary: dict[str, Any] = {
-        "source": str(getattr(source, "name", source)), "completed": False, "reason": "running (or killed before the end)",
+        "source": source_label(source), "completed": False, "reason": "running (or killed before the end)",
         "frames_read": 0, "frames_with_face": 0, "tracks": 0, "model": tracker.model_name,
         "scheme": scheme, "num_points": tracker.num_points, "detector": tracker.detector_name,
         "validator": None if tracker.validator is None else "face_validator",

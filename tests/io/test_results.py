@@ -155,3 +155,13 @@ def test_summary_json_is_valid_json_with_nan_as_null(tmp_path):
                                                          "timings_ms": {"total": np.float32(1.5)}})
     doc = json.loads(path.read_text())
     assert doc == {"frames_read": 3, "fps": None, "timings_ms": {"total": 1.5}}
+
+
+def test_summary_names_a_path_source_in_full(tmp_path):
+    from pathlib import Path
+
+    from facetrack.io.track_output import source_label
+
+    folder = tmp_path / "clips" / "imgs"
+    assert source_label(folder) == str(folder) and source_label(str(folder)) == str(folder)
+    assert source_label(Path("video.mp4")) == "video.mp4" and source_label(0) == "0"
