@@ -86,14 +86,15 @@ def score_clip(clip: Any, outputs: list[list[tuple[int, np.ndarray]]]) -> dict[s
 
 
 def run(model: str | None, root: Path, per_scenario: int, frames: int, seed: int, threads: int,
-        smooth: str) -> dict[str, Any]:
+        smooth: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
 
     import facetrack
 
     torch.set_num_threads(threads)
     clips = make_clips(held_out_faces(root), per_scenario, frames, seed)
-    tracker = facetrack.Tracker(model=model, max_faces=8, smoothing=None if smooth == "none" else smooth)
+    tracker = facetrack.Tracker(model=model, max_faces=8, smoothing=None if smooth == "none" else smooth,
+                                **(options or {}))
     per_clip = {}
     for clip in tqdm(clips, desc="clips", unit="clip"):
         rendered = list(clip.frames())
@@ -143,10 +144,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smooth", default="aligned", help="output filter: aligned | one-euro | none")
     parser.add_argument("--out", type=Path, default=None, help="markdown table (and a .json next to it)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="Tracker / TrackerConfig keywords, e.g. verify_every=3 keep_threshold=0.4 (numbers parsed)")
     args = parser.parse_args()
-    result = run(args.model, args.root, args.clips, args.frames, args.seed, args.threads, args.smooth)
+    options = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = float(value) if "." in value else int(value)
+        except ValueError:
+            options[key] = value
+    result = run(args.model, args.root, args.clips, args.frames, args.seed, args.threads, args.smooth, options)
     command = (f"python benchmarks/multi_face.py{' --model ' + args.model if args.model else ''} --clips {args.clips} "
-               f"--frames {args.frames} --seed {args.seed} --smooth {args.smooth}")
+               f"--frames {args.frames} --seed {args.seed} --smooth {args.smooth}"
+               + (f" --set {' '.join(args.set)}" if args.set else ""))
     write_report(args.out, table(result, command), result)
 
 
