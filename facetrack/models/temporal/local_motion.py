@@ -18,8 +18,15 @@ pseudo-video recipes (``configs/lm_*.yaml``) through ``facetrack.train.temporal`
 
 Deviations from the paper, also stated in the recipes: PyTorch's LSTM has no peephole terms (Eq. 4 has them) and
 no recurrent dropout (dropout 0.2 acts on its input and output instead); the 1x1 convs have no padding (padding 2
-would grow the maps); the heatmap Gaussians have sigma 1.5 cells (the paper's "bandwidth 3x3"); coordinate models
-give no confidence (reported as 1); the ``-lite`` presets are narrower for CPU training.
+would grow the maps); the heatmap Gaussians have sigma 1.5 cells by default (the paper's "bandwidth 3x3"); coordinate
+models give no confidence (reported as 1); the ``-lite`` presets are narrower for CPU training.
+
+Heatmap training (deviates from the paper's plain L2; the recipes use it): with Xavier init the last 1x1 conv
+emits noise whose L2 is ~25x that of an all-zero map, so the first steps only learn to shrink every map and a
+short CPU schedule ended in empty maps (val NME ~100 %, with a mean- and a sum-over-cells L2 alike). Hence the
+last 1x1 conv starts near zero (at the empty map's loss), and ``fg_weight`` w weights the squared error by
+``1 + w * target`` so the few foreground cells are not outvoted by the 4096 background ones (the foreground
+weighting of heatmap regressors such as Adaptive Wing's weight map); the recipes also widen sigma to 2 cells.
 """
 from __future__ import annotations
 
@@ -107,14 +114,15 @@ class LocalMotion(LandmarkModel):
 
     ``width``: filters of the first coordinate block (doubling per block; paper 32), ``fc``: the FC / LSTM width
     (paper 1024), ``channels`` / ``head``: the heatmap models' encoder-decoder and 1x1-conv widths (paper 256 /
-    512), ``window``: frames seen per prediction (paper 3; 1 for ``2d``), ``dropout`` (paper 0.2).
+    512), ``window``: frames seen per prediction (paper 3; 1 for ``2d``), ``dropout`` (paper 0.2), ``sigma``:
+    heatmap Gaussian in cells, ``fg_weight``: foreground weight of the heatmap L2 (0 = the paper's plain L2).
     """
 
     arch = "local-motion"
 
     def __init__(self, variant: str = "2d", num_points: int = 68, scheme: str = "ibug68", input_size: int = 64,
                  window: int = 3, width: int = 32, fc: int = 1024, channels: int = 256, head: int = 512,
-                 dropout: float = 0.2, sigma: float = 1.5) -> None:
+                 dropout: float = 0.2, sigma: float = 1.5, fg_weight: float = 0.0) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         blocks = 5
@@ -122,6 +130,8 @@ class LocalMotion(LandmarkModel):
             raise ValueError(f"input_size must be a multiple of {2 ** blocks}, got {input_size}")
         if window < 1 or width < 1 or fc < 1 or channels < 1 or head < 1 or not 0.0 <= dropout < 1.0:
             raise ValueError("need window, width, fc, channels, head >= 1 and dropout in [0, 1)")
+        if fg_weight < 0:
+            raise ValueError(f"fg_weight must be >= 0, got {fg_weight}")
         super().__init__(num_points=num_points, scheme=scheme, input_size=input_size)
         self.variant = variant
         self.three_d = variant.startswith("3d")
@@ -152,7 +162,8 @@ class LocalMotion(LandmarkModel):
         self.config = {"variant": variant, "num_points": int(num_points), "scheme": str(scheme),
                        "input_size": int(input_size), "window": int(window), "width": int(width), "fc": int(fc),
                        "channels": int(channels), "head": int(head), "dropout": float(dropout),
-                       "sigma": float(sigma)}
+                       "sigma": float(sigma), "fg_weight": float(fg_weight)}
+        self.fg_weight = float(fg_weight)
         self.lambda_c = 0.0  # what the temporal training reads of 1DFormer-style models: no L_c, no frozen part
         self.use_confidence_loss = False
         self.freeze_encoder = False
@@ -161,6 +172,8 @@ class LocalMotion(LandmarkModel):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        if self.heatmap:  # start at the all-zero map (Xavier's output noise costs ~25x the empty map's loss)
+            nn.init.normal_(self.decoder[-1].weight, std=1e-3)
 
     # ------------------------------------------------------------------------------------------- pieces
 
@@ -248,14 +261,17 @@ class LocalMotion(LandmarkModel):
 
     def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
         """L2 (Eqs. 1-2): squared error per landmark, summed over its coordinates or its heatmap's cells (Eq. 2
-        sums them: a mean over 4096 cells let the heatmap networks collapse to empty maps), weighted by the
+        sums them), heatmap cells weighted by ``1 + fg_weight * target`` (module docstring), weighted by the
         targets' per-landmark weight, mean over landmarks and frames; any leading dims."""
         key = "heatmap" if self.heatmap else "coords"
         pred = outputs[key]
         target = targets[key].to(pred)
         lead = pred.shape[: pred.ndim - (3 if self.heatmap else 2)]
         n = self.num_points
-        per_point = (pred - target).pow(2).reshape(*lead, n, -1)
+        per_point = (pred - target).pow(2)
+        if self.heatmap and self.fg_weight:
+            per_point = per_point * (1.0 + self.fg_weight * target)
+        per_point = per_point.reshape(*lead, n, -1)
         per_point = per_point.sum(-1)
         per_point = per_point.reshape(-1, n)
         weight = batch_weight({k: v.reshape(-1, n) for k, v in targets.items() if k == "weight"}, per_point)
