@@ -16,10 +16,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
-import numpy as np
 import torch
+from report_files import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,10 +85,9 @@ def main() -> int:
         cpu, wall = [v[0] for v in values], [v[1] for v in values]
         lines.append(f"| {name} | {statistics.median(cpu):.2f} ({min(cpu):.2f}) | "
                      f"{statistics.median(wall):.2f} ({min(wall):.2f}) |")
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(text)
+    write_report(args.out, "\n".join(lines) + "\n",
+                 {name: {"cpu_ms": [v[0] for v in values], "wall_ms": [v[1] for v in values]}
+                  for name, values in results.items()})
     return 0
 
 

@@ -19,7 +19,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
+
+from report_files import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -123,10 +126,9 @@ def main() -> int:
             rel = ratio.get((video.name, name))
             lines.append(f"| {video.name} | {name} | {statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f}"
                          f" | {'—' if not rel else f'{statistics.median(rel):.2f}'} |")
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(text)
+    write_report(args.out, "\n".join(lines) + "\n",
+                 {"fps": {f"{v} | {n}": x for (v, n), x in fps.items()},
+                  "ratio_to_mediapipe": {f"{v} | {n}": x for (v, n), x in ratio.items()}})
     return 0
 
 
