@@ -415,14 +415,26 @@ class Detector:
     validator ("default", a path, an object or None): a detected face whose landmarks it rejects, or whose landmark
     confidence is low, is read again turned half a turn and the reading it prefers is kept (a face detector names
     the points of an upside-down face as if it were upright; benchmarks/README.md, "Rolled faces").
+
+    ``points`` (TUFA models, e.g. ``tufa-68``): which points each ``Face`` carries instead of the model's own
+    scheme: the name of another scheme the model was trained on (``"ideask21"``, ``"mtfl5"``, ``"ytf68"``, or a
+    few-shot one), or zero-shot, any positions (Q, 2) placed on its mean face (pixels of the 256 px picture that
+    ``facetrack meanface`` draws). The face is found with the model's own scheme first (detection, re-crops, checks),
+    then the points are asked on the last crop.
     """
 
     def __init__(self, model: Any = None, detector: Any = None, max_faces: int = 0, refine: int = REFINE,
                  min_face: float = 0.0, device: str = "cpu", runtime: str = "auto", flip: bool = False,
-                 calibrate: bool = True, validator: Any = "default") -> None:
+                 calibrate: bool = True, validator: Any = "default", points: Any = None) -> None:
         check_device(device)
         self.engine = resolve_engine(model, refine=refine, device=device, runtime=runtime, flip=flip,
                                      calibrate=calibrate)
+        self.plane = None
+        if points is not None:
+            from facetrack.models.tufa import resolve_points
+
+            landmarker = getattr(self.engine, "landmarker", None)
+            self.plane = resolve_points(getattr(landmarker, "model", None), points)
         self._detector = detector
         self._resolved: Any = None
         self.validator = resolve_validator(validator) if self.engine.num_points == 68 else None
@@ -479,7 +491,7 @@ class Detector:
         if self.max_faces > 0:
             order = order[: self.max_faces]
         if not order:
-            return Faces([], self.engine.num_points, orientation)
+            return Faces([], self.num_points, orientation)
         points5 = None if points5 is None or len(points5) != len(found) else np.asarray(points5)[order]
         estimates = self.engine.start(frame, list(found[order]), points5)
         if points5 is not None and self.validator is not None:
@@ -487,8 +499,20 @@ class Detector:
         from facetrack.pose import face_pose
 
         size = (frame.shape[1], frame.shape[0])
+        poses = [face_pose(e.landmarks, size, (getattr(e, "aux", None) or {}).get("pose")) for e in estimates]
+        points = [(e.landmarks, e.confidences) for e in estimates]
+        if self.plane is not None:  # TUFA: the asked points, on the crops the model's own scheme settled on
+            from facetrack.models.tufa import points_in_crops
+
+            asked, conf = points_in_crops(self.engine.landmarker, frame, [e.box for e in estimates],
+                                          [e.roll for e in estimates], self.plane)
+            points = list(zip(asked, conf))
         return Faces([Face(found[i].copy(), float(scores[i]) if i < len(scores) and np.isfinite(scores[i]) else None,
-                           e.landmarks, e.confidences,
-                           face_pose(e.landmarks, size, (getattr(e, "aux", None) or {}).get("pose")))
-                      for i, e in zip(order, estimates)],
-                     self.engine.num_points, orientation)
+                           p, c, pose)
+                      for i, (p, c), pose in zip(order, points, poses)],
+                     self.num_points, orientation)
+
+    @property
+    def num_points(self) -> int:
+        """Points per face: the model's scheme's, or the number of ``points`` asked."""
+        return self.engine.num_points if self.plane is None else len(self.plane)

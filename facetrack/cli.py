@@ -9,7 +9,8 @@ import sys
 
 from facetrack.errors import FacetrackError
 
-COMMANDS = ("detect", "track", "demo", "models", "train", "evaluate", "export", "calibrate", "quantize", "report")
+COMMANDS = ("detect", "track", "demo", "models", "train", "evaluate", "export", "calibrate", "quantize", "report",
+            "meanface")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,11 @@ photo's EXIF orientation is applied, and PRED.json then says so ("exif_orientati
 PRED.json: {"model", "scheme", "images": [{"path", "width", "height", "faces": [{"bbox": [x0, y0, x1, y1],
 "score", "landmarks": [[x, y], ...], "landmark_scores": [...]}]}]}, 0-based pixels of the upright image (the
 format facetrack evaluate scores; README, "Command-line reference"). --out - writes it to standard output.
+
+With a TUFA model (--model tufa-68) --points asks for other points than the model's own scheme: the name of a
+scheme it was trained on (ideask21, mtfl5, ytf68) or, zero-shot, a JSON file of positions placed on its mean face
+(facetrack meanface draws it): {"size": 256, "points": [[x, y], ...]} or just the list (256 px). PRED.json's
+scheme is then the trained scheme's name, or "points:<count>:<file name>".
 """
 from __future__ import annotations
 
@@ -41,7 +46,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="landmark model runtime: auto (default) = onnxruntime (float) on the CPU when possible, onnx "
                         "insists, torch = PyTorch, int8 = the card's int8 graph (facetrack quantize; about 2x faster)")
+    p.add_argument("--points", default=None, metavar="SCHEME|POINTS.json",
+                   help="TUFA models: another trained scheme's points, or zero-shot positions on the mean face "
+                        "(JSON; see facetrack meanface)")
     p.set_defaults(func=run)
+
+
+def read_points(spec: str) -> tuple[object, str]:
+    """``--points``: a scheme name as is, or a JSON file's positions scaled to the 256 px mean face; and the
+    scheme label PRED.json gets (the scheme's, or "points:<count>:<file name>")."""
+    import json
+
+    import numpy as np
+
+    from facetrack.errors import DataError
+    from facetrack.models.tufa import MEAN_FACE_SIZE
+
+    path = Path(spec)
+    if path.suffix.lower() != ".json":
+        return spec, spec
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "--points file not found") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"--points is not readable JSON ({exc})") from None
+    size = MEAN_FACE_SIZE
+    if isinstance(raw, dict):
+        size, raw = raw.get("size", MEAN_FACE_SIZE), raw.get("points")
+    try:
+        points = np.asarray(raw, dtype=np.float64)
+        size = float(size)
+    except (TypeError, ValueError):
+        raise DataError(path, "--points: expected {\"size\": S, \"points\": [[x, y], ...]} of numbers") from None
+    if points.ndim != 2 or points.shape[1] != 2 or not len(points) or not np.isfinite(points).all() or size < 2:
+        raise DataError(path, f"--points: expected finite [[x, y], ...] positions and a size >= 2, got shape "
+                              f"{points.shape}, size {size:g}")
+    return points * (MEAN_FACE_SIZE - 1) / (size - 1), f"points:{len(points)}:{path.name}"
+
+
+def finder_scheme(engine: object, dataset: str) -> str:
+    """The landmark scheme of a TUFA model's training dataset (its catalogue entry's), else the dataset name."""
+    from facetrack.data import catalog
+
+    try:
+        return str(catalog.get_dataset(dataset).scheme)
+    except (KeyError, AttributeError):
+        return dataset
 
 
 def collect_images(inputs: list[str], recursive: bool = False) -> list[str]:
@@ -91,11 +142,14 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out)  # before the work, not after it
     given_boxes = read_boxes(args.boxes) if args.boxes else None
     # with --boxes no face detection runs (the detector is built on first use only)
+    points, scheme = read_points(args.points) if args.points else (None, "")
     finder = Detector(model=args.model, detector=args.detector, max_faces=args.max_faces, refine=args.refine,
-                      runtime=args.runtime, flip=args.flip, calibrate=not args.no_calibration)
+                      runtime=args.runtime, flip=args.flip, calibrate=not args.no_calibration, points=points)
     engine = finder.engine
+    if points is not None and isinstance(points, str):  # a trained scheme: its name in facetrack.schemes
+        scheme = finder_scheme(engine, points)
     rendered = RenderNames(args.render) if args.render else None
-    writer = PredictionWriter(args.out, str(getattr(engine, "name", "")), str(engine.scheme))
+    writer = PredictionWriter(args.out, str(getattr(engine, "name", "")), scheme or str(engine.scheme))
     missing: list[str] = []
     n_faces = 0
     log = sys.stderr if str(args.out) == "-" else sys.stdout

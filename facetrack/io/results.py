@@ -339,8 +339,12 @@ class _Validator:
 
 
 def _expected_points(scheme: str) -> int | None:
+    """Points per face of a scheme: a named one's, or N of "points:N:<label>" (positions asked of a TUFA model)."""
     from facetrack.schemes import get_scheme
 
+    if scheme.startswith("points:"):
+        count = scheme.split(":")[1]
+        return int(count) if count.isdigit() and int(count) > 0 else None
     try:
         return int(get_scheme(scheme).num_points)
     except KeyError:

@@ -322,14 +322,50 @@ def plane_shape(shape: np.ndarray, reference: np.ndarray | None = None,
     return np.hstack([shape, np.ones((len(shape), 1))]) @ matrix
 
 
+MEAN_FACE_SIZE = 256  # the mean-face picture (``mean_face_image``, ``facetrack meanface``) user points are placed on
+
+
+def resolve_points(model: Any, points: Any) -> Tensor:
+    """Plane points (Q, 2) of a query: a dataset name of the model (its scheme's anchors, e.g. "mtfl5") or
+    positions (Q, 2) in the pixels of the ``MEAN_FACE_SIZE`` mean-face picture (``facetrack meanface``).
+
+    Raises ``ModelError`` for a model that is not TUFA, an unknown name or malformed positions (saying which)."""
+    from facetrack.errors import ModelError
+
+    if not isinstance(model, TUFA):
+        raise ModelError(f"points= needs a TUFA model (e.g. tufa-68): {type(model).__name__} predicts only its own "
+                         f"{getattr(model, 'num_points', '?')} points")
+    if isinstance(points, str):
+        if points not in model.datasets:
+            raise ModelError(f"points={points!r}: the model knows the schemes {', '.join(model.datasets)} (or give "
+                             f"positions on its mean face)")
+        return model.anchors(points).detach().float()
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2 or not len(array):
+        raise ModelError(f"points: expected positions (Q, 2) on the {MEAN_FACE_SIZE} px mean face, got shape "
+                         f"{array.shape}")
+    if not np.isfinite(array).all():
+        raise ModelError("points: positions must be finite numbers")
+    return torch.as_tensor(model.plane_from_mean_face(array, MEAN_FACE_SIZE), dtype=torch.float32)
+
+
+def points_in_crops(landmarker: Any, image: np.ndarray, boxes: Sequence[np.ndarray], rolls: Sequence[float] | None,
+                    plane: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Plane points (Q, 2) asked on the crops of ``boxes`` (turned by ``rolls``, as the Landmarker cuts them) ->
+    (K, Q, 2) image pixels and (K, Q) confidences."""
+    crops, matrices = landmarker.crops(image, boxes, rolls)
+    coords, conf = landmarker.model.predict_points(crops, plane)
+    return landmarker.to_image(coords, matrices), conf.cpu().numpy().astype(np.float64)
+
+
 def query_points(landmarker: Any, image: np.ndarray, boxes: np.ndarray,
-                 plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 plane: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Zero-shot in a full image: any plane points (Q, 2) for K face boxes -> (K, Q, 2) image pixels, (K, Q).
 
     ``landmarker``: a ``facetrack.landmarker.Landmarker`` of a TUFA model. The face is first located with the
     model's own scheme (one pass on ``boxes``), then cropped around those landmarks as in training, and the plane
-    points are asked on that crop. Plane points: ``model.anchors(name)`` rows, or ``plane_from_mean_face`` of
-    positions placed on ``mean_face_image``.
+    points are asked on that crop. Plane points: ``model.anchors(name)`` rows, or ``resolve_points``. (The
+    ``Detector(model="tufa-68", points=...)`` API does this after its detection and re-crop passes.)
     """
     from facetrack.data.transforms import box_from_landmarks
 
@@ -337,9 +373,8 @@ def query_points(landmarker: Any, image: np.ndarray, boxes: np.ndarray,
     if not isinstance(model, TUFA):
         raise TypeError(f"zero-shot points need a TUFA model, got {type(model).__name__}")
     first, _ = landmarker.predict_boxes(image, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
-    crops, matrices = landmarker.crops(image, [box_from_landmarks(p) for p in first])
-    coords, conf = model.predict_points(crops, plane)
-    return landmarker.to_image(coords, matrices), conf.cpu().numpy().astype(np.float64)
+    plane = torch.as_tensor(np.asarray(plane), dtype=torch.float32) if not isinstance(plane, Tensor) else plane
+    return points_in_crops(landmarker, image, [box_from_landmarks(p) for p in first], None, plane)
 
 
 @register_model("tufa")

@@ -293,6 +293,10 @@ def _check(value: Any, hint: Any, key: str, where: _Where) -> Any:
         if isinstance(value, (list, tuple)) and len(value) == len(args):
             return tuple(_check(v, a, f"{key}[{i}]", where) for i, (v, a) in enumerate(zip(value, args)))
         raise _type_error(value, hint, key, where)
+    if origin is list and len(args) == 1:
+        if isinstance(value, (list, tuple)):
+            return [_check(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
+        raise _type_error(value, hint, key, where)
     if origin is dict or hint is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return dict(value)

@@ -25,7 +25,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -50,6 +50,9 @@ class MixSection:
     supervise: Literal["exact", "single"] = "exact"  # which correspondences carry a loss (fixed-scheme models)
     correction: Literal["none", "model"] = "model"   # per-dataset label offsets from the starting model
     correction_faces: int = 300     # faces per dataset used to estimate them
+    # iBUG-68 indices never supervised in any dataset (TUFA recipes): the zero-shot protocol of issue 15 withholds
+    # the jaw (0-16) and then asks for those points through their mean-face positions
+    withhold: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +79,11 @@ class Source:
     flip_perm: tuple[int, ...]
     ibug68: dict[int, tuple[tuple[int, ...], str]]
     samples: list[FaceSample]
+
+    def withheld(self, ibug: Sequence[int]) -> set[int]:
+        """Native indices of the points that correspond (exactly or approximately) to any of the iBUG-68 ``ibug``."""
+        hidden = set(int(i) for i in ibug)
+        return {i for i, (idx, _) in self.ibug68.items() if hidden.intersection(idx)}
 
     def supervised(self, mode: str = "exact") -> dict[int, int]:
         """native index -> iBUG-68 index of the points that supervise a 68-point model."""
@@ -243,6 +251,9 @@ def train_multi(config: MultiTrainConfig, resume: bool | None = None) -> dict[st
     from facetrack.train.run import _check_same_model, fit, prepare_run
 
     t, data, mix = config.trainer, config.data, config.mix
+    if mix.withhold:
+        raise DataError(config.source, "mix.withhold is for TUFA recipes (model.arch tufa*): a fixed-scheme model "
+                                       "cannot be asked for points it was not trained on")
     out, last, resume = prepare_run(config, resume)
     model = build_model(config.model.arch, **config.model.config)
     if model.scheme != "ibug68":

@@ -41,12 +41,15 @@ class _FlipPerm:
 
 class MixedSchemeDataset(Dataset):
     """Faces of several schemes: items ``image`` (3, F, F), ``targets`` {"points" (P, 2) normalised crop coords,
-    padded to P = the largest scheme, "weight" (P,) 0 on padding}, ``dataset`` (index into the model's datasets)."""
+    padded to P = the largest scheme, "weight" (P,) 0 on padding and on ``withheld[d]``, the native indices of
+    dataset d that never carry a loss}, ``dataset`` (index into the model's datasets)."""
 
     def __init__(self, groups: list[tuple[int, list[FaceSample], list[np.ndarray], tuple[int, ...]]],
-                 model: Any, augmenter: Any, pad: int, crop_scale: float = 1.25) -> None:
+                 model: Any, augmenter: Any, pad: int, crop_scale: float = 1.25,
+                 withheld: dict[int, set[int]] | None = None) -> None:
         self.items = [(d, s, box, perm) for d, samples, boxes, perm in groups for s, box in zip(samples, boxes)]
         self.model, self.augmenter, self.pad, self.crop_scale = model, augmenter, pad, crop_scale
+        self.withheld = {d: sorted(v) for d, v in (withheld or {}).items() if v}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -69,6 +72,7 @@ class MixedSchemeDataset(Dataset):
         padded[:n] = self.model.to_normalised(crop_points)
         weight = np.zeros(self.pad)
         weight[:n] = 1.0
+        weight[self.withheld.get(d, [])] = 0.0  # a flip permutes points within the withheld set (jaw to jaw)
         rgb = np.ascontiguousarray(crop[:, :, ::-1].transpose(2, 0, 1))
         return {"image": torch.from_numpy(rgb).float().div_(255.0),
                 "targets": {"points": torch.from_numpy(padded).float(), "weight": torch.from_numpy(weight).float()},
@@ -194,7 +198,10 @@ def train_tufa(config: Any, resume: bool | None = None) -> dict[str, Any]:
     for d, (src, _) in enumerate(extras, start=1):
         filled = to_ibug68(src, mean68, "single")  # a 68-point extent box, as the primary's crops are cut
         groups.append((d, src.samples, [box_from_landmarks(f.landmarks) for f in filled], src.flip_perm))
-    train_set = MixedSchemeDataset(groups, model, augmenter, max(k for _, k in wanted), data.crop_scale)
+    withheld = {0: set(mix.withhold)} | {d: src.withheld(mix.withhold) for d, (src, _) in enumerate(extras, start=1)}
+    if mix.withhold:
+        log.info("withheld points (never supervised): %s", {wanted[d][0]: sorted(v) for d, v in withheld.items()})
+    train_set = MixedSchemeDataset(groups, model, augmenter, max(k for _, k in wanted), data.crop_scale, withheld)
     val_set = LandmarkDataset(val, model.encode_targets, model.input_size, model.scheme, False, data.crop_scale)
     fractions = mix_fractions(mix, [w for _, w in extras]) if extras else [1.0]
     epoch_faces = mix.epoch_faces or len(primary)
@@ -213,7 +220,8 @@ def train_tufa(config: Any, resume: bool | None = None) -> dict[str, Any]:
         out = mixed_card(config, len(primary), len(val), {s.name: len(s.samples) for s, _ in extras}, fractions,
                          epoch_faces, terms)
         out["tufa"] = {"datasets": wanted, "pretrained": "none: trained from scratch (no DINO weights offline)",
-                       "zero_shot": "TUFA.predict_points(images, plane) / plane_from_mean_face"}
+                       "zero_shot": "TUFA.predict_points(images, plane) / plane_from_mean_face",
+                       "withheld": {wanted[d][0]: sorted(v) for d, v in withheld.items() if v}}
         return out
 
     from facetrack.train.run import fit

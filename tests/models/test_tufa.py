@@ -146,3 +146,43 @@ def test_cnn_stem_starts_from_a_trained_backbone(tmp_path, tiny_aohr_config):
     for key, value in aohr.backbone.state_dict().items():
         assert torch.equal(model.stem[0].state_dict()[key], value)
     assert model(torch.rand(1, 3, 64, 64))["coords"].shape == (1, 68, 2)
+
+
+def test_resolve_points_names_positions_and_errors():
+    from facetrack.errors import ModelError
+    from facetrack.models.tufa import MEAN_FACE_SIZE, resolve_points
+
+    model = tiny(datasets=[["300w", 68], ["five", 5]])
+    model.set_mean_shape("five", np.zeros((5, 2)))
+    assert torch.equal(resolve_points(model, "five"), model.anchors("five").detach())
+    # positions on the mean-face picture map back to the plane: the picture of the anchors gives the anchors
+    _, matrix = model.mean_face_image(size=MEAN_FACE_SIZE)
+    pixels = model.anchors().detach().numpy() * matrix[0, 0] + matrix[0, 2]
+    assert torch.allclose(resolve_points(model, pixels[:4]), model.anchors()[:4].detach(), atol=1e-5)
+    with pytest.raises(ModelError, match="300w, five"):
+        resolve_points(model, "wflw")
+    with pytest.raises(ModelError, match="shape"):
+        resolve_points(model, [1.0, 2.0])
+    with pytest.raises(ModelError, match="finite"):
+        resolve_points(model, [[1.0, float("nan")]])
+    with pytest.raises(ModelError, match="TUFA"):
+        resolve_points(build_model("aohr", num_points=68, input_size=64), "five")
+
+
+def test_detector_asks_a_tufa_model_for_other_points(tmp_path):
+    from facetrack.api import Detector
+
+    model = tiny(datasets=[["300w", 68], ["five", 5]])
+    model.set_mean_shape("five", model.anchors().detach().numpy()[[36, 45, 30, 48, 54]])
+    save_model(model, tmp_path / "t", {"name": "t"})
+    image = np.random.default_rng(0).integers(0, 255, (90, 90, 3), dtype=np.uint8)
+    boxes = [[10.0, 10.0, 70.0, 70.0]]
+    own = Detector(model=tmp_path / "t.safetensors", runtime="torch", validator=None)(image, boxes=boxes)
+    five = Detector(model=tmp_path / "t.safetensors", runtime="torch", validator=None, points="five")
+    faces = five(image, boxes=boxes)
+    assert five.num_points == 5 and faces[0].landmarks.shape == (5, 2) and faces[0].confidences.shape == (5,)
+    assert np.allclose(faces[0].box, own[0].box)
+    # zero-shot: one position placed on the mean face
+    one = Detector(model=tmp_path / "t.safetensors", runtime="torch", validator=None, points=[[128.0, 200.0]])
+    assert one(image, boxes=boxes)[0].landmarks.shape == (1, 2)
+    assert one(image, boxes=[]) == [] and one(image, boxes=[]).to_numpy()["landmarks"].shape[-2:] == (1, 2)

@@ -107,3 +107,54 @@ def test_tufa_mixed_training_runs(tmp_path, shared_data, one_torch_thread):
     assert model.datasets == ["shared300w", "ideask21", "mtfl5", "ytf68"]
     # mtfl5's mean shape sits on 300-W's plane: its nose tip near iBUG point 30's
     assert (model.mean_shape("mtfl5")[2] - model.mean_shape("shared300w")[30]).abs().max().item() < 0.1
+
+
+def test_withhold_masks_the_points_in_every_scheme(tmp_path):
+    from facetrack.train.tufa import MixedSchemeDataset
+
+    # a 5-point scheme whose point 0 corresponds to jaw point 8 (approximately) and point 1 to 30
+    corr = {0: ((7, 8, 9), "approximate"), 1: ((30,), "exact"), 2: ((36,), "exact")}
+    src = Source("toy", 3, (0, 1, 2), corr, [])
+    assert src.withheld(range(17)) == {0} and src.withheld([]) == set()
+
+    class Model:
+        input_size = 32
+
+        @staticmethod
+        def to_normalised(points):
+            return points / 16.0 - 1.0
+
+    image = tmp_path / "face.png"
+    import cv2
+
+    cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
+    face = FaceSample(image, np.random.default_rng(0).uniform(5, 35, (68, 2)), "ibug68")
+    data = MixedSchemeDataset([(0, [face], [np.array([0.0, 0.0, 40.0, 40.0])], tuple(range(68)))], Model(), None,
+                              70, withheld={0: set(range(17))})
+    weight = data[0]["targets"]["weight"].numpy()
+    assert weight[:17].sum() == 0 and weight[17:68].all() and weight[68:].sum() == 0
+    config = load_config(REPO / "configs" / "tufa68_mixed_nojaw.yaml")
+    assert config.mix.withhold == list(range(17))
+    assert load_config(REPO / "configs" / "tufa68_mixed.yaml").mix.withhold == []
+    with pytest.raises(DataError, match="withhold"):
+        load_config(REPO / "configs" / "tufa68_mixed.yaml", ["mix.withhold=[0, x]"])
+
+
+def test_withhold_is_refused_for_fixed_scheme_models(tmp_path):
+    from facetrack.train.multi import train_multi
+
+    config = load_config(REPO / "configs" / "aohr68_multi.yaml", [f"trainer.out={tmp_path / 'run'}", "mix.withhold=[0]"])
+    with pytest.raises(DataError, match="TUFA"):
+        train_multi(config)
+
+
+def test_ablation_recipes_differ_from_the_mix_only_in_their_extra_set():
+    base = load_config(REPO / "configs" / "aohr68_multi.yaml").to_dict()
+    for name in ("ideask21", "mtfl5", "ytf68"):
+        arm = load_config(REPO / "configs" / f"aohr68_multi_{name}.yaml").to_dict()
+        assert set(arm["mix"]["extra"]) == {name}
+        assert arm["mix"]["extra"][name] == base["mix"]["extra"][name]
+        for section in ("model", "data", "optim"):
+            assert arm[section] == base[section]
+        assert {k: v for k, v in arm["trainer"].items() if k != "out"} == \
+               {k: v for k, v in base["trainer"].items() if k != "out"}
