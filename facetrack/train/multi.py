@@ -35,7 +35,7 @@ from facetrack.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-EXTRA_DATASETS = ("ideask21", "mtfl5", "ytf68")
+EXTRA_DATASETS = ("ideask21", "mtfl5", "ytf68")  # the shared ones; any catalogue dataset with correspondences works
 
 
 @dataclass
@@ -93,21 +93,41 @@ class Source:
 
 def load_source(name: str, root: str | Path, split: str = "train") -> Source:
     """The faces of an extra dataset (``facetrack.data.catalog``: ``train`` = all but the catalogue's held-out
-    ``val`` subjects) in their own scheme, with the scheme's flip permutation and iBUG-68 correspondences."""
+    ``val`` subjects for the shared sets; a user's WFLW, AFLW-19 or 300-W in its official layout) in their own
+    scheme, with the scheme's flip permutation and iBUG-68 correspondences (``scheme_correspondence``)."""
     from facetrack.data import catalog
-    from facetrack.schemes import IBUG68_CORRESPONDENCE, get_scheme
+    from facetrack.schemes import get_scheme
 
-    if name not in EXTRA_DATASETS:
-        raise DataError(root, f"unknown extra dataset {name!r}; known: {', '.join(EXTRA_DATASETS)}")
+    try:
+        spec = catalog.get_dataset(name)
+    except KeyError:
+        spec = None
+    usable = [n for n in catalog.list_datasets()
+              if catalog.get_dataset(n).kind == "image" and scheme_correspondence(catalog.get_dataset(n).scheme)]
+    if spec is None or name not in usable:
+        raise DataError(root, f"unknown extra dataset {name!r}; usable: {', '.join(usable)} (an image dataset of the "
+                              f"catalogue whose scheme has iBUG-68 correspondences)")
     samples = catalog.load(name, root, split)
     if not samples:
         raise DataError(root, f"no {name} faces in split {split!r}")
     scheme = get_scheme(samples[0].scheme)
-    if scheme.name == "ibug68":
-        corr = {i: ((i,), "exact") for i in range(68)}
-    else:
-        corr = {i: (tuple(idx), kind) for i, (idx, kind) in enumerate(IBUG68_CORRESPONDENCE[scheme.name])}
-    return Source(name, scheme.num_points, tuple(scheme.flip_perm), corr, samples)
+    return Source(name, scheme.num_points, tuple(scheme.flip_perm), scheme_correspondence(scheme.name), samples)
+
+
+def scheme_correspondence(scheme: str) -> dict[int, tuple[tuple[int, ...], str]]:
+    """``{native index: (iBUG-68 indices, "exact" | "approximate")}`` of a scheme's points that have an iBUG-68
+    counterpart (empty: none known). WFLW's brows and eyelids are other anatomical points than iBUG's (approximate);
+    its contour's odd points and eyelid centres have no counterpart."""
+    from facetrack.schemes import IBUG68_CORRESPONDENCE, WFLW98_TO_IBUG68
+
+    if scheme == "ibug68":
+        return {i: ((i,), "exact") for i in range(68)}
+    if scheme == "wflw98":
+        approximate = set(range(17, 27)) | {37, 38, 40, 41, 43, 44, 46, 47}
+        return {w: ((i,), "approximate" if i in approximate else "exact") for i, w in enumerate(WFLW98_TO_IBUG68)}
+    if scheme in IBUG68_CORRESPONDENCE:
+        return {i: (tuple(idx), kind) for i, (idx, kind) in enumerate(IBUG68_CORRESPONDENCE[scheme])}
+    return {}
 
 
 def mean_shape_68(samples: list[FaceSample]) -> np.ndarray:

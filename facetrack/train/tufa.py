@@ -219,8 +219,11 @@ def train_tufa(config: Any, resume: bool | None = None) -> dict[str, Any]:
     def card() -> dict[str, Any]:
         out = mixed_card(config, len(primary), len(val), {s.name: len(s.samples) for s, _ in extras}, fractions,
                          epoch_faces, terms)
-        out["tufa"] = {"datasets": wanted, "pretrained": "none: trained from scratch (no DINO weights offline)",
-                       "zero_shot": "TUFA.predict_points(images, plane) / plane_from_mean_face",
+        out["tufa"] = {"datasets": wanted, "pretrained": (f"encoder CNN started from {model.config['backbone_init']} (trained on the same 300-W "
+                                     "training faces); the rest from scratch (no DINO weights offline)"
+                                     if model.config.get("backbone_init") else
+                                     "none: trained from scratch (no DINO weights offline)"),
+                       "zero_shot": "facetrack.Detector(model, points=...), facetrack detect --points, facetrack meanface",
                        "withheld": {wanted[d][0]: sorted(v) for d, v in withheld.items() if v}}
         return out
 

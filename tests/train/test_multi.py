@@ -158,3 +158,17 @@ def test_ablation_recipes_differ_from_the_mix_only_in_their_extra_set():
             assert arm[section] == base[section]
         assert {k: v for k, v in arm["trainer"].items() if k != "out"} == \
                {k: v for k, v in base["trainer"].items() if k != "out"}
+
+
+def test_any_catalogue_scheme_with_correspondences_can_be_an_extra_dataset(tmp_path):
+    from facetrack.schemes import WFLW98_TO_IBUG68
+    from facetrack.train.multi import load_source, scheme_correspondence
+
+    wflw = scheme_correspondence("wflw98")
+    assert len(wflw) == 68 and all(wflw[w][0] == (i,) for i, w in enumerate(WFLW98_TO_IBUG68))
+    assert wflw[WFLW98_TO_IBUG68[30]][1] == "exact" and wflw[WFLW98_TO_IBUG68[19]][1] == "approximate"
+    assert scheme_correspondence("ibug68")[67] == ((67,), "exact") and scheme_correspondence("cofw29") == {}
+    with pytest.raises(DataError, match="usable: .*wflw"):
+        load_source("cofw", tmp_path)  # no iBUG-68 correspondences known for COFW-29
+    with pytest.raises(DataError, match="WFLW"):
+        load_source("wflw", tmp_path)  # known, but no official layout under the root
