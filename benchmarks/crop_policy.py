@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,47 @@ def tracks_folder(work: Path, model: str, policy: str, filter_name: str) -> Path
     return work / "tracks" / folder.replace(",", "_").replace(":", "_")
 
 
+def track_raw(model: Any, clips: Path, crop_scale: float, policy: Any, runtime: str) -> dict[str, Any]:
+    """Closed-loop tracking of every held-out clip with no output filter (the filter never feeds the next crop,
+    so a filtered track is this raw track passed through the filter afterwards): clip name -> (landmarks (T, N,
+    2), confidences (T, N))."""
+    from facetrack.data.sample import read_image
+    from facetrack.data.transforms import box_from_landmarks
+    from facetrack.evaluation import track_clip
+    from facetrack.io.pts import read_pts
+
+    raw = {}
+    for clip in sorted(p for p in clips.iterdir() if (p / "annot").is_dir()):
+        images = sorted((clip / "imgs").iterdir())
+        first = read_pts(clip / "annot" / "000001.pts")
+        raw[clip.name] = track_clip(model, (read_image(p) for p in images), box_from_landmarks(first), crop_scale,
+                                    policy, None, runtime)
+    return raw
+
+
+def score_filtered(raw: dict[str, Any], spec: dict[str, Any] | None, clips: Path, tracks: Path) -> dict[str, Any]:
+    """Pass each raw track through a fresh output filter ``spec`` (as ``track_clip`` with ``smoothing=spec``
+    does, frame by frame at 30 fps), write the ``landmarks.csv`` files under ``tracks`` and score them with the
+    code of ``facetrack evaluate --video`` (the pseudo column without per-video rows)."""
+    import numpy as np
+
+    from facetrack.data.transforms import box_from_landmarks
+    from facetrack.evaluation import VideoSettings, evaluate_videos, load_pseudo_truth
+    from facetrack.io.results import LandmarksCSVWriter
+    from facetrack.tracking.smoothing import make_filter
+
+    for name, (pred, conf) in raw.items():
+        output = make_filter(spec) if spec is not None else None
+        points = np.stack([output(p, t / 30.0) for t, p in enumerate(pred)]) if output is not None else pred
+        with LandmarksCSVWriter(tracks / name / "landmarks.csv", points.shape[1]) as writer:
+            for t, (pts, c) in enumerate(zip(points, conf)):
+                writer.write(t, t / 30.0, 1, box_from_landmarks(pts), None, pts, c)
+    scored = evaluate_videos({"m": tracks}, {"pseudo": load_pseudo_truth(clips)}, VideoSettings("pseudo", str(clips)))
+    column = scored["methods"]["m"]["columns"]["pseudo"]
+    column.pop("per_video", None)
+    return column
+
+
 def plot_filters(results: dict[str, Any], clips: Path, work: Path, path: Path, point: int = 30) -> Path | None:
     """One held-out clip, one landmark (30: nose tip): its error along x over time, raw and with each filter
     of the first model that has more than one (what the e3 and e1 columns summarise)."""
@@ -100,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from facetrack.models.hub import load_model
-    from temporal_bench import StudySettings, score_heldout, write_heldout_clips
+    from temporal_bench import StudySettings, write_heldout_clips
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["aohr-68", "1dformer-68"], help="names or weight files")
@@ -117,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-scale", type=float, default=1.25)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runtime", default="auto", help="the Landmarker runtime (auto, onnx, torch, int8)")
+    parser.add_argument("--qdq-in-float", action="store_true",
+                        help="diagnostic: run an int8 graph's quantised operators in float (onnxruntime's "
+                             "session.disable_quant_qdq): the quantisation's rounding without the int8 kernels")
     parser.add_argument("--out", default="benchmarks/results/crop_policy.md")
     args = parser.parse_args(argv)
+    if args.qdq_in_float:
+        from facetrack.models.onnx_runtime import SESSION_CONFIG
+
+        SESSION_CONFIG["session.disable_quant_qdq"] = "1"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     policies = {text: parse_policy(text) for text in args.policies}
@@ -132,19 +181,26 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
     for model_name in args.models:
         model = load_model(model_name)
-        for (text, policy), (name, spec) in itertools.product(policies.items(), filters.items()):
-            key = f"{model_name} | {text}" + (f" | {name}" if spec is not None else "")
-            label = model_name if args.runtime == "auto" else f"{model_name} ({args.runtime})"
-            key = key.replace(model_name, label, 1)
-            if key in results:
-                continue
-            tracks = tracks_folder(work, label, text, name)
-            column, seconds = score_heldout(model_name if args.runtime == "int8" else model, clips, tracks,
-                                            args.crop_scale, policy, spec, args.runtime)
-            results[key] = {"model": label, "policy": text, "filter": name, "column": column, "seconds": seconds}
-            work.mkdir(parents=True, exist_ok=True)
-            results_path.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
-            logging.info("%s: NRMSE %.3f%%, e3 %.3f%%", key, column["nrmse_per_video_mean"], column["e3_jitter"])
+        label = model_name if args.runtime == "auto" else f"{model_name} ({args.runtime})"
+        label = label[:-1] + ", QDQ in float)" if args.qdq_in_float and label.endswith(")") else label
+        for text, policy in policies.items():
+            raw, seconds = None, 0.0  # tracked once per model and policy, then passed through each filter
+            for name, spec in filters.items():
+                key = f"{label} | {text}" + (f" | {name}" if spec is not None else "")
+                if key in results:
+                    continue
+                if raw is None:
+                    start = time.perf_counter()
+                    raw = track_raw(model_name if args.runtime == "int8" else model, clips, args.crop_scale, policy,
+                                    args.runtime)
+                    seconds = time.perf_counter() - start
+                column = score_filtered(raw, spec, clips, tracks_folder(work, label, text, name))
+                results[key] = {"model": label, "policy": text, "filter": name, "column": column,
+                                "seconds": seconds}
+                work.mkdir(parents=True, exist_ok=True)
+                results_path.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
+                logging.info("%s: NRMSE %.3f%%, e3 %.3f%%", key, column["nrmse_per_video_mean"],
+                             column["e3_jitter"])
     lines = ["# Tracking crop policy and output filter on held-out pseudo-videos", "",
              f"{args.test_clips} clips x {args.test_frames} frames of identities never used in training, tracked "
              "closed-loop from the GT box of frame 0. Policy `raw`: each crop around the previous frame's landmark "
@@ -155,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
              f"Command: `python benchmarks/crop_policy.py --models {' '.join(args.models)} "
              f"--policies {' '.join(args.policies)} --filters {' '.join(args.filters)}"
              + (f" --runtime {args.runtime}" if args.runtime != "auto" else "")
+             + (" --qdq-in-float" if args.qdq_in_float else "")
              + (f" --seed {args.seed}" if args.seed else "") + "`", "",
              "| model | policy | filter | NRMSE % | e3 % | e4 % | e1 |", "|---|---|---|---|---|---|---|"]
     for row in results.values():

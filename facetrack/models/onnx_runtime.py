@@ -122,6 +122,11 @@ def _graph(model: nn.Module, kind: str, export: Callable[[], bytes]) -> bytes:
     return graph
 
 
+# Extra onnxruntime session config entries for every session made after they are set (diagnostics, e.g.
+# {"session.disable_quant_qdq": "1"}: an int8 QDQ graph computed in float, its rounding without the int8 kernels).
+SESSION_CONFIG: dict[str, str] = {}
+
+
 def _session_from(graph: bytes, threads: int | None) -> Any:
     """An onnxruntime CPU session of ``graph`` with facetrack's options."""
     import onnxruntime as ort
@@ -132,6 +137,8 @@ def _session_from(graph: bytes, threads: int | None) -> Any:
     # No busy-waiting between runs: spinning ORT threads steal the cores from the PyTorch decoding, cropping and
     # validation that follow each call (medians doubled in the tracking loop without this).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in SESSION_CONFIG.items():
+        options.add_session_config_entry(key, value)
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 

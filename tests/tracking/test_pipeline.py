@@ -234,3 +234,50 @@ def test_a_shrunk_detection_maps_back_to_frame_pixels(fakes):
     full, _, _ = tracker._detect(frame)
     half, _, _ = tracker._detect(frame, 0.5)
     np.testing.assert_allclose(half, full, atol=2.5)  # the same face, to the shrunk frame's resolution
+
+
+class _Recording:
+    """A detector that records the size of each image it is given."""
+
+    def __init__(self, detector):
+        self.detector, self.sizes = detector, []
+
+    def detect(self, frame):
+        self.sizes.append(frame.shape[:2])
+        return self.detector.detect(frame)
+
+
+@pytest.mark.parametrize("neighbour_x", [250, 140])  # far from the face; cut by the re-check's region
+def test_re_checks_search_around_the_faces_and_the_whole_frame_every_few(fakes, neighbour_x):
+    # margin 1 (default): face a's landmark box (about 60 px) grown by 60 px on each side
+    a = lambda t: (60, 100)  # noqa: E731
+    b = lambda t: (neighbour_x, 100) if t >= 3 else None  # noqa: E731
+    frames = fakes.moving_video(17, SIZE, [a, b])
+    runs = {}
+    for search_every in (1, 3):
+        detector = _Recording(fakes.BlobDetector())
+        tracker = FaceTracker(fakes.blob_engine(), detector, None,
+                              TrackerConfig(max_faces=0, verify_every=5, search_every=search_every))
+        runs[search_every] = ([len(tracker.update(f, t / 30)) for t, f in enumerate(frames)], detector.sizes)
+    counts, sizes = runs[1]
+    assert counts[4] == 1 and counts[5] == 2  # every re-check searched the whole frame: found at the first one
+    assert sizes == [(200, 320)] * 4
+    counts, sizes = runs[3]
+    # re-checks 5 and 10 look around face a only (x up to about 60 + 30 + 60 = 150), re-check 15 the whole frame
+    assert counts[14] == 1 and counts[15] == 2
+    assert sizes[0] == sizes[3] == (200, 320) and all(h < 200 and w <= 160 for h, w in sizes[1:3])
+
+
+def test_a_face_the_re_check_region_holds_starts_a_track_and_one_it_cuts_waits_for_the_search(fakes):
+    # face b appears at frame 3 just above face a (touching it); the re-checks at 5 and 10 look around a only
+    frames = fakes.moving_video(17, (320, 260), [lambda t: (60, 130), lambda t: (60, 60) if t >= 3 else None])
+    counts = {}
+    for margin in (0.5, 1.5):  # b lies partly / wholly in the region
+        detector = _Recording(fakes.BlobDetector())
+        tracker = FaceTracker(fakes.blob_engine(), detector, None,
+                              TrackerConfig(max_faces=0, verify_every=5, search_every=3,
+                                            verify_margin=margin))
+        counts[margin] = [len(tracker.update(f, t / 30)) for t, f in enumerate(frames)]
+        assert detector.sizes[1][1] < 320  # a re-check on part of the frame
+    assert counts[1.5][4] == 1 and counts[1.5][5] == 2
+    assert counts[0.5][14] == 1 and counts[0.5][15] == 2  # cut by the region: found by the whole-frame search
