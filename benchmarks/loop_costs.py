@@ -7,6 +7,11 @@ the numbers mean something on a machine other jobs share:
 - the face validator: PyTorch on 2 threads, PyTorch on 1 thread, onnxruntime on 1 thread (what the tracker runs).
 
 Rounds interleave the contestants; the report gives medians (and minima) over rounds of the per-call means.
+
+``--loop default search_every=3 ...``: instead, the whole tracking loop (``facetrack.Tracker`` with each setting,
+frames decoded beforehand) on ``single_face.mp4`` (640x360, one 150 px face) and on the same frames pasted on a
+1920x1080 grey canvas (a small face in a large frame): CPU and detector milliseconds per frame
+(``--out benchmarks/results/loop_recheck.md``).
 """
 from __future__ import annotations
 
@@ -33,18 +38,79 @@ def timed(fn: Callable[[], object], calls: int) -> tuple[float, float]:
     return 1000 * (time.process_time() - cpu) / calls, 1000 * (time.perf_counter() - wall) / calls
 
 
+def parse_setting(text: str) -> dict[str, object]:
+    """``default`` -> {}; ``search_every=3,verify_margin=0.5`` -> Tracker keywords (numbers parsed)."""
+    out: dict[str, object] = {}
+    for item in ([] if text == "default" else text.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            out[key] = float(value) if "." in value else int(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def loop_costs(settings: list[str], rounds: int, out: Path) -> int:
+    """The whole tracking loop per setting, on single_face.mp4 and on it pasted into 1080p frames."""
+    import numpy as np
+
+    from speed_vs_mediapipe import VIDEOS, frames_of
+
+    from facetrack import Tracker
+
+    small = np.stack(list(frames_of(VIDEOS / "single_face.mp4")))
+    large = np.full((len(small), 1080, 1920, 3), 110, np.uint8)
+    h, w = small.shape[1:3]
+    large[:, (1080 - h) // 2:(1080 - h) // 2 + h, (1920 - w) // 2:(1920 - w) // 2 + w] = small
+    videos = {f"single_face.mp4 ({w}x{h})": small, "single_face.mp4 on 1920x1080": large}
+    trackers = {text: Tracker(**parse_setting(text)) for text in settings}
+    for tracker in trackers.values():
+        list(tracker.track(small[:10]))  # warm-up: first-use exports, caches
+    results: dict[str, list[tuple[float, float, int]]] = {}
+    for r in range(rounds):
+        names = settings[r % len(settings):] + settings[:r % len(settings)]
+        for video, array in videos.items():
+            for text in names:
+                tracker, detection, cpu = trackers[text], 0.0, time.process_time()
+                for result in tracker.track(array):
+                    detection += result.timings["detection"]
+                cpu = time.process_time() - cpu
+                results.setdefault(f"{video} | {text}", []).append(
+                    (1000 * cpu / len(array), detection / len(array), tracker.stats.detector_runs))
+    load = os.getloadavg()[0]
+    lines = ["# The tracking loop per setting: CPU and detector time per frame", "",
+             f"`python benchmarks/loop_costs.py --loop {' '.join(settings)} --rounds {rounds}`; torch threads "
+             f"{torch.get_num_threads()}, {rounds} interleaved rounds, medians (min-max); load average at the end "
+             f"{load:.1f}. The 1080p rows paste the same frames (one face of about 150 px) on a grey canvas.", "",
+             "| video | setting | CPU ms / frame | detector ms / frame (wall) | detector runs |", "|---|---|---|---|---|"]
+    for key, values in results.items():
+        cpu, det = [v[0] for v in values], [v[1] for v in values]
+        lines.append(f"| {key.replace(' | ', ' | `', 1)}` | {statistics.median(cpu):.1f} ({min(cpu):.1f}-{max(cpu):.1f}) "
+                     f"| {statistics.median(det):.1f} ({min(det):.1f}-{max(det):.1f}) | {values[0][2]} |")
+    write_report(out, "\n".join(lines) + "\n",
+                 {key: {"cpu_ms": [v[0] for v in values], "detector_ms": [v[1] for v in values]}
+                  for key, values in results.items()})
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="1dformer-68")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--calls", type=int, default=50)
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "loop_costs.md")
+    p.add_argument("--loop", nargs="+", metavar="SETTING", default=None,
+                   help="measure the whole loop per setting: default, or KEY=VALUE[,KEY=VALUE] Tracker keywords")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default benchmarks/results/loop_costs.md (loop_recheck.md with --loop)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.loop:
+        return loop_costs(args.loop, args.rounds, args.out or REPO / "benchmarks" / "results" / "loop_recheck.md")
+    args.out = args.out or REPO / "benchmarks" / "results" / "loop_costs.md"
     from facetrack.landmarker import Landmarker
     from facetrack.tracking.validator import load_validator
 
-    torch.set_num_threads(args.threads)
     contestants: dict[str, Callable[[], object]] = {}
     for runtime in ("onnx", "int8"):
         landmarker = Landmarker(args.model, runtime=runtime, calibrate=False)

@@ -5,9 +5,10 @@ Each round times every contestant once on each video (``../shared/data/videos``:
 ``no_face.mp4``, ``face_noface.mov``), in an order that rotates between rounds, so that what the rest of the
 machine does lands on all of them alike; the report gives, per video and contestant, the median over rounds of
 frames per second end to end (decoding with OpenCV included, models loaded before the clock starts, no output
-files written by either) and the ratio to MediaPipe in the same round. facetrack configurations:
+files written by either), the ratio to MediaPipe in the same round, and the process's CPU time per frame (all its
+threads; what to compare when other jobs share the machine). facetrack configurations:
 ``default`` (what ``facetrack track`` runs), ``int8`` (``--runtime int8``), ``onnx`` (``--runtime onnx``) and
-``noverify`` (``--verify-every 0``). MediaPipe runs from the peers venv (see benchmarks/README.md); without it the
+``noverify`` (``--verify-every 0``), ``search3`` (``--search-every 3``). MediaPipe runs from the peers venv (see benchmarks/README.md); without it the
 facetrack rows are still measured and the report says MediaPipe was missing.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
 NAMES = ("single_face.mp4", "no_face.mp4", "face_noface.mov")
 CONFIGS: dict[str, dict[str, Any]] = {"default": {}, "int8": {"runtime": "int8"}, "onnx": {"runtime": "onnx"},
-                                      "noverify": {"verify_every": 0}}
+                                      "noverify": {"verify_every": 0}, "search3": {"search_every": 3}}
 
 
 def frames_of(path: Path) -> Any:
@@ -98,6 +99,7 @@ def main() -> int:
     for run in runners.values():  # warm-up: first-use exports, caches, thread pools
         run(videos[0])
     fps: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     ratio: dict[tuple[str, str], list[float]] = {}
     names = list(runners)
     for r in range(args.rounds):
@@ -105,10 +107,11 @@ def main() -> int:
         for video in videos:
             got = {}
             for name in order:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 frames = runners[name](video)
                 got[name] = frames / (time.perf_counter() - t0)
                 fps.setdefault((video.name, name), []).append(got[name])
+                cpu.setdefault((video.name, name), []).append(1000 * (time.process_time() - c0) / max(frames, 1))
             for name in names:
                 if "mediapipe" in got:
                     ratio.setdefault((video.name, name), []).append(got[name] / got["mediapipe"])
@@ -118,16 +121,18 @@ def main() -> int:
              f"`{' '.join(['python', *sys.argv])}`; {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} CPUs, torch threads {args.threads}, {args.rounds} rounds (median), "
              f"load average at the end {load:.1f} (other jobs were running: compare within a round, not across runs).",
-             "", "| video | method | fps (median) | fps (min-max) | x MediaPipe (median of per-round ratios) |",
-             "|---|---|---|---|---|"]
+             "", "| video | method | fps (median) | fps (min-max) | x MediaPipe (median of per-round ratios) "
+             "| CPU ms / frame (median) |", "|---|---|---|---|---|---|"]
     for video in videos:
         for name in names:
             values = fps[(video.name, name)]
             rel = ratio.get((video.name, name))
             lines.append(f"| {video.name} | {name} | {statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f}"
-                         f" | {'—' if not rel else f'{statistics.median(rel):.2f}'} |")
+                         f" | {'—' if not rel else f'{statistics.median(rel):.2f}'} "
+                         f"| {statistics.median(cpu[(video.name, name)]):.2f} |")
     write_report(args.out, "\n".join(lines) + "\n",
                  {"fps": {f"{v} | {n}": x for (v, n), x in fps.items()},
+                  "cpu_ms_per_frame": {f"{v} | {n}": x for (v, n), x in cpu.items()},
                   "ratio_to_mediapipe": {f"{v} | {n}": x for (v, n), x in ratio.items()}})
     return 0
 

@@ -98,3 +98,50 @@ def test_smoothing_specs_and_filters():
         smoothing_params("kalman")
     with pytest.raises(ValueError, match="takes"):
         smoothing_params({"method": "aligned", "beta": 1.0})
+
+
+def _reference_filter(shapes, window, decay):
+    """The aligned filter as first written: one similarity fit per past shape, in a loop."""
+    from facetrack.data.shape_model import similarity_fit
+
+    history, out = [], []
+    for value in shapes:
+        current = np.asarray(value, dtype=np.float64)
+        total = np.where(np.isfinite(current), current, 0.0)
+        weight = np.isfinite(current).all(axis=1, keepdims=True).astype(np.float64)
+        for age, past in enumerate(history, start=1):
+            ok = np.isfinite(past).all(axis=1) & np.isfinite(current).all(axis=1)
+            aligned = past
+            if ok.sum() >= 2 and np.ptp(past[ok], axis=0).max() > 0:
+                m = similarity_fit(past[ok], current[ok])
+                aligned = past @ m[:, :2].T + m[:, 2]
+            known = np.isfinite(aligned).all(axis=1, keepdims=True)
+            w = (decay ** age) * known
+            total += w * np.where(known, aligned, 0.0)
+            weight += w
+        history = [current.copy(), *history][: window - 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(weight > 0, total / weight, current))
+    return out
+
+
+def test_aligned_filter_batched_fit_matches_one_fit_per_past_shape():
+    rng = np.random.default_rng(3)
+    base = rng.normal(0, 30, (68, 2)) + 200
+    shapes = []
+    for t in range(30):
+        angle, scale = 0.05 * t, 1 + 0.01 * t
+        rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        shape = base @ rot.T + [3 * t, -2 * t] + rng.normal(0, 1.5, base.shape)
+        if t % 7 == 3:
+            shape[rng.choice(68, 10, replace=False)] = np.nan  # missing points
+        if t == 12:
+            shape[1:] = np.nan  # one point left: nothing to fit
+        if t == 20:
+            shape[:] = shape[0]  # collapsed to one point: no spread
+        shapes.append(shape)
+    for window, decay in ((5, 0.7), (8, 1.0)):
+        f = AlignedShapeFilter(window, decay)
+        got = [f(s) for s in shapes]
+        for g, want in zip(got, _reference_filter(shapes, window, decay)):
+            np.testing.assert_allclose(g, want, rtol=0, atol=1e-9, equal_nan=True)
