@@ -50,3 +50,16 @@ def test_packaged_check_loads_with_its_bounds(tmp_path, monkeypatch):
     check.model.save(tmp_path / "unbounded.npz")
     with pytest.raises(ModelError, match="bounds"):
         load_shape_check(tmp_path / "unbounded.npz")
+
+
+def test_distances_match_the_shape_models_projection(rng):
+    check = load_shape_check()
+    model = check.model
+    shapes = list(_faces(rng, 20)) + [s + rng.normal(0, 8, s.shape) for s in _faces(rng, 5)]
+    for shape in shapes:
+        coefficients, _ = model.project(shape, iterations=3)  # the reference: ShapeModel's own projection
+        fitted = model.reconstruct(coefficients)
+        m = plausibility.similarity_fit(shape, fitted)
+        residual = np.sqrt(np.mean(np.sum((shape @ m[:, :2].T + m[:, 2] - fitted) ** 2, axis=1)))
+        mahalanobis = np.sqrt(np.sum(coefficients ** 2 / np.maximum(model.eigenvalues, 1e-12)))
+        np.testing.assert_allclose(check.distances(shape), (mahalanobis, residual), rtol=1e-9)
