@@ -4,7 +4,9 @@ the numbers mean something on a machine other jobs share:
 
 - the temporal model's step graph: float (``--runtime onnx``) against the card's int8 graph (``--runtime int8``,
   made by ``facetrack quantize``), one face, onnxruntime on ``--threads`` threads;
-- the face validator: PyTorch on 2 threads, PyTorch on 1 thread, onnxruntime on 1 thread (what the tracker runs).
+- the face validator: PyTorch on 2 threads, PyTorch on 1 thread, onnxruntime on 1 thread (what the tracker runs);
+- the loop's NumPy/OpenCV pieces per face: the validator's crop, the roll, the shape check, the output filter, the
+  head pose (``PYTHONPATH=<old checkout> python benchmarks/loop_costs.py`` measures another version's).
 
 Rounds interleave the contestants; the report gives medians (and minima) over rounds of the per-call means.
 
@@ -36,6 +38,49 @@ def timed(fn: Callable[[], object], calls: int) -> tuple[float, float]:
     for _ in range(calls):
         fn()
     return 1000 * (time.process_time() - cpu) / calls, 1000 * (time.perf_counter() - wall) / calls
+
+
+def python_pieces(validator: object) -> dict[str, Callable[[], object]]:
+    """The loop's per-face NumPy/OpenCV pieces on real landmarks (frame 40 of single_face.mp4 as tracked by the
+    default Tracker): the validator's crop and score, the roll, the shape check, the output filter with a full
+    window, the head pose."""
+    from speed_vs_mediapipe import VIDEOS, frames_of
+
+    from facetrack import Tracker
+    from facetrack.data.transforms import face_roll
+    from facetrack.pose import face_pose
+    from facetrack.schemes import IBUG68
+    from facetrack.tracking.plausibility import load_shape_check
+    from facetrack.tracking.smoothing import AlignedShapeFilter
+    from facetrack.tracking.validator import validator_crop
+
+    results = list(Tracker(smoothing=None).track(list(frames_of(VIDEOS / "single_face.mp4"))[:41], with_frames=True))
+    image, shapes = results[-1].image, [r.faces[0].landmarks for r in results[-6:]]
+    points = shapes[-1]
+    smoother = AlignedShapeFilter(5, 0.7)
+    for shape in shapes[:-1]:
+        smoother(shape)
+
+    def smooth() -> object:  # the newest shape against a full window of four past ones, every call
+        history = list(smoother._history)
+        out = smoother(points)
+        smoother._history = history
+        return out
+
+    check = load_shape_check()
+    size = image.shape[1], image.shape[0]
+    pieces: dict[str, Callable[[], object]] = {
+        "validator crop (upright)": lambda: validator_crop(image, points, True),
+        "face_roll": lambda: face_roll(points, IBUG68),
+        "output filter (aligned 5, 0.7)": smooth,
+        "head pose (face_pose)": lambda: face_pose(points, size, None),
+    }
+    if validator is not None:
+        score = getattr(validator, "score")
+        pieces["validator score (crop + network)"] = lambda: score(image, [points])
+    if check is not None:
+        pieces["shape check"] = lambda: check([points])
+    return pieces
 
 
 def parse_setting(text: str) -> dict[str, object]:
@@ -82,11 +127,13 @@ def loop_costs(settings: list[str], rounds: int, out: Path) -> int:
              f"`python benchmarks/loop_costs.py --loop {' '.join(settings)} --rounds {rounds}`; torch threads "
              f"{torch.get_num_threads()}, {rounds} interleaved rounds, medians (min-max); load average at the end "
              f"{load:.1f}. The 1080p rows paste the same frames (one face of about 150 px) on a grey canvas.", "",
-             "| video | setting | CPU ms / frame | detector ms / frame (wall) | detector runs |", "|---|---|---|---|---|"]
+             "| video | setting | CPU ms / frame | detector ms / frame (wall) | detector runs |",
+             "|---|---|---|---|---|"]
     for key, values in results.items():
         cpu, det = [v[0] for v in values], [v[1] for v in values]
-        lines.append(f"| {key.replace(' | ', ' | `', 1)}` | {statistics.median(cpu):.1f} ({min(cpu):.1f}-{max(cpu):.1f}) "
-                     f"| {statistics.median(det):.1f} ({min(det):.1f}-{max(det):.1f}) | {values[0][2]} |")
+        lines.append(f"| {key.replace(' | ', ' | `', 1)}` | {statistics.median(cpu):.1f} ({min(cpu):.1f}-"
+                     f"{max(cpu):.1f}) | {statistics.median(det):.1f} ({min(det):.1f}-{max(det):.1f}) "
+                     f"| {values[0][2]} |")
     write_report(out, "\n".join(lines) + "\n",
                  {key: {"cpu_ms": [v[0] for v in values], "detector_ms": [v[1] for v in values]}
                   for key, values in results.items()})
@@ -135,6 +182,7 @@ def main() -> int:
         contestants["validator, PyTorch 1 thread"] = net(1)
         validator.forward(x)
         contestants["validator, onnxruntime 1 thread"] = lambda: validator.forward(x)
+    contestants.update(python_pieces(validator))
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in contestants}
     for r in range(args.rounds):
         names = list(contestants)
