@@ -108,35 +108,47 @@ def loop_costs(settings: list[str], rounds: int, out: Path) -> int:
     h, w = small.shape[1:3]
     large[:, (1080 - h) // 2:(1080 - h) // 2 + h, (1920 - w) // 2:(1920 - w) // 2 + w] = small
     videos = {f"single_face.mp4 ({w}x{h})": small, "single_face.mp4 on 1920x1080": large}
-    trackers = {text: Tracker(**parse_setting(text)) for text in settings}
-    for tracker in trackers.values():
-        list(tracker.track(small[:10]))  # warm-up: first-use exports, caches
-    results: dict[str, list[tuple[float, float, int]]] = {}
+    from facetrack.models.onnx_runtime import SESSION_CONFIG
+
+    trackers = {}
+    threads = torch.get_num_threads()
+    for text in settings:  # spin=1, threads=N: how the landmark model's onnxruntime sessions are made
+        options = parse_setting(text)
+        if options.pop("spin", 0):
+            SESSION_CONFIG["session.intra_op.allow_spinning"] = "1"
+        torch.set_num_threads(int(options.pop("threads", threads)))  # type: ignore[call-overload]
+        trackers[text] = Tracker(**options)
+        list(trackers[text].track(small[:10]))  # warm-up: first-use exports, caches, sessions
+        SESSION_CONFIG.pop("session.intra_op.allow_spinning", None)
+        torch.set_num_threads(threads)
+    results: dict[str, list[tuple[float, float, int, float]]] = {}
     for r in range(rounds):
         names = settings[r % len(settings):] + settings[:r % len(settings)]
         for video, array in videos.items():
             for text in names:
-                tracker, detection, cpu = trackers[text], 0.0, time.process_time()
+                tracker, detection, cpu, wall = trackers[text], 0.0, time.process_time(), time.perf_counter()
                 for result in tracker.track(array):
                     detection += result.timings["detection"]
-                cpu = time.process_time() - cpu
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
                 results.setdefault(f"{video} | {text}", []).append(
-                    (1000 * cpu / len(array), detection / len(array), tracker.stats.detector_runs))
+                    (1000 * cpu / len(array), detection / len(array), tracker.stats.detector_runs, len(array) / wall))
     load = os.getloadavg()[0]
     lines = ["# The tracking loop per setting: CPU and detector time per frame", "",
              f"`python benchmarks/loop_costs.py --loop {' '.join(settings)} --rounds {rounds}`; torch threads "
              f"{torch.get_num_threads()}, {rounds} interleaved rounds, medians (min-max); load average at the end "
-             f"{load:.1f}. The 1080p rows paste the same frames (one face of about 150 px) on a grey canvas.", "",
-             "| video | setting | CPU ms / frame | detector ms / frame (wall) | detector runs |",
-             "|---|---|---|---|---|"]
+             f"{load:.1f}. The 1080p rows paste the same frames (one face of about 150 px) on a grey canvas; "
+             "frames decoded beforehand (fps excludes decoding). Settings: Tracker keywords, and `spin=1` / "
+             "`threads=N` for the landmark model's onnxruntime session.", "",
+             "| video | setting | CPU ms / frame | detector ms / frame (wall) | detector runs | fps (wall) |",
+             "|---|---|---|---|---|---|"]
     for key, values in results.items():
-        cpu, det = [v[0] for v in values], [v[1] for v in values]
+        cpu, det, fps = [v[0] for v in values], [v[1] for v in values], [v[3] for v in values]
         lines.append(f"| {key.replace(' | ', ' | `', 1)}` | {statistics.median(cpu):.1f} ({min(cpu):.1f}-"
                      f"{max(cpu):.1f}) | {statistics.median(det):.1f} ({min(det):.1f}-{max(det):.1f}) "
-                     f"| {values[0][2]} |")
+                     f"| {values[0][2]} | {statistics.median(fps):.1f} ({min(fps):.1f}-{max(fps):.1f}) |")
     write_report(out, "\n".join(lines) + "\n",
-                 {key: {"cpu_ms": [v[0] for v in values], "detector_ms": [v[1] for v in values]}
-                  for key, values in results.items()})
+                 {key: {"cpu_ms": [v[0] for v in values], "detector_ms": [v[1] for v in values],
+                        "fps": [v[3] for v in values]} for key, values in results.items()})
     return 0
 
 
