@@ -108,7 +108,10 @@ def loop_costs(settings: list[str], rounds: int, out: Path) -> int:
     h, w = small.shape[1:3]
     large[:, (1080 - h) // 2:(1080 - h) // 2 + h, (1920 - w) // 2:(1920 - w) // 2 + w] = small
     videos = {f"single_face.mp4 ({w}x{h})": small, "single_face.mp4 on 1920x1080": large}
-    from facetrack.models.onnx_runtime import SESSION_CONFIG
+    try:
+        from facetrack.models.onnx_runtime import SESSION_CONFIG
+    except ImportError:  # a version from before SESSION_CONFIG (measured with PYTHONPATH): no spin=1 there
+        SESSION_CONFIG = {}
 
     trackers = {}
     threads = torch.get_num_threads()
