@@ -186,3 +186,22 @@ def test_detector_asks_a_tufa_model_for_other_points(tmp_path):
     one = Detector(model=tmp_path / "t.safetensors", runtime="torch", validator=None, points=[[128.0, 200.0]])
     assert one(image, boxes=boxes)[0].landmarks.shape == (1, 2)
     assert one(image, boxes=[]) == [] and one(image, boxes=[]).to_numpy()["landmarks"].shape[-2:] == (1, 2)
+
+
+def test_packaged_tufa68_answers_other_schemes_where_its_own_points_are():
+    """The shipped tufa-68, asked on the same crop (noise: no data needed) for two schemes: its mtfl5 nose tip and
+    mouth corners land next to its own iBUG-68 points 30, 48 and 54, as their semantic alignment says."""
+    from facetrack.api import Detector
+    from facetrack.models.hub import load_model
+
+    model = load_model("tufa-68")
+    assert model.datasets == ["shared300w", "ideask21", "mtfl5", "ytf68"]
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    boxes = [[40.0, 40.0, 160.0, 160.0]]
+    own = Detector(model="tufa-68", runtime="torch", validator=None, refine=0)(image, boxes=boxes)[0].landmarks
+    five = Detector(model="tufa-68", runtime="torch", validator=None, refine=0, points="mtfl5")(image, boxes=boxes)
+    five = five[0].landmarks
+    assert five.shape == (5, 2) and np.isfinite(five).all()
+    # mtfl5's nose and mouth corners are exact iBUG-68 correspondences: the two schemes agree within a few pixels
+    assert np.linalg.norm(five[2:] - own[[30, 48, 54]], axis=1).max() < 8.0
