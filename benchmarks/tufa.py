@@ -19,6 +19,7 @@ face's ground-truth box, cut as in training (for schemes without a full face out
 * On a 68-point dataset the result also gives the 17 jaw points' and the 51 other points' NME apart: for a model
   trained with the jaw withheld (``mix.withhold``, ``configs/tufa68_mixed_nojaw.yaml``) its jaw answers are
   zero-shot, asked through the jaw's positions on the mean face (its anchors there, whose embeddings never moved).
+  Baseline: ``jaw_from_mean_shape_fit``, the model's mean shape similarity-fitted to its own 51 other points.
 
 NME uses the dataset's headline normaliser (``facetrack.data.catalog``); the result is printed and written to
 ``--out`` as JSON.
@@ -133,6 +134,13 @@ def main() -> None:
         rest = [i for i in range(68) if i not in JAW]
         result["jaw_points"] = summary(nme(pred[:, JAW], gt[:, JAW], norm), threshold)
         result["other_points"] = summary(nme(pred[:, rest], gt[:, rest], norm), threshold)
+        if tufa:  # the zero-shot baseline: the model's mean shape similarity-fitted to its own 51 other points
+            from facetrack.data.shape_model import similarity_fit
+
+            mean = model.mean_shape().detach().numpy().astype(np.float64)
+            fits = [similarity_fit(mean[rest], p[rest]) for p in pred]
+            fitted = np.stack([mean @ f[:, :2].T + f[:, 2] for f in fits])
+            result["jaw_from_mean_shape_fit"] = summary(nme(fitted[:, JAW], gt[:, JAW], norm), threshold)
     if tufa:
         result["withheld_in_training"] = (getattr(model, "card", {}).get("tufa") or {}).get("withheld", {})
     if args.zero_shot:
