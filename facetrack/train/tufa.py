@@ -120,7 +120,9 @@ def plane_shapes(primary: list[FaceSample], extras: list[Any], reference: np.nda
         reference = plane_shape(procrustes_align(np.stack([s.landmarks for s in primary]))[1])
     shapes = {"primary": reference}
     for src in extras:
-        mean = procrustes_align(np.stack([s.landmarks for s in src.samples]))[1]
+        faces = np.stack([s.landmarks for s in src.samples])
+        # one face (1-shot): its own shape is the mean; the affine alignment below fixes position and scale
+        mean = procrustes_align(faces)[1] if len(faces) > 1 else faces[0] - faces[0].mean(0)
         pairs = [(idx, i) for i, (idx, _) in sorted(src.ibug68.items())]
         shapes[src.name] = plane_shape(mean, reference, pairs)
     return shapes

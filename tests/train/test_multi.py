@@ -172,3 +172,16 @@ def test_any_catalogue_scheme_with_correspondences_can_be_an_extra_dataset(tmp_p
         load_source("cofw", tmp_path)  # no iBUG-68 correspondences known for COFW-29
     with pytest.raises(DataError, match="WFLW"):
         load_source("wflw", tmp_path)  # known, but no official layout under the root
+
+
+def test_plane_shape_of_a_one_face_scheme():
+    """1-shot: a new scheme's mean shape from a single face is that face, affine-aligned onto the plane."""
+    from facetrack.train.tufa import plane_shapes
+
+    rng = np.random.default_rng(0)
+    reference = rng.uniform(-1, 1, (68, 2))
+    face = 3.0 * reference[[36, 45, 30, 48, 54]] + 40.0  # the reference's points, scaled and moved
+    corr = {i: ((j,), "exact") for i, j in enumerate((36, 45, 30, 48, 54))}
+    src = Source("five", 5, (1, 0, 2, 4, 3), corr, [FaceSample(Path("x.jpg"), face, "five")])
+    shapes = plane_shapes([], [src], reference)
+    assert np.allclose(shapes["five"], reference[[36, 45, 30, 48, 54]], atol=1e-9)
