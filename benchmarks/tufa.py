@@ -52,9 +52,9 @@ def crops_of(samples: list, mean68: np.ndarray, size: int, scale: float) -> tupl
     if scheme.name == "ibug68":
         boxes = [box_from_landmarks(s.landmarks) for s in samples]
     else:
-        from facetrack.schemes import IBUG68_CORRESPONDENCE
+        from facetrack.train.multi import scheme_correspondence
 
-        corr = {i: (tuple(idx), kind) for i, (idx, kind) in enumerate(IBUG68_CORRESPONDENCE[scheme.name])}
+        corr = scheme_correspondence(scheme.name)
         filled = to_ibug68(Source(scheme.name, scheme.num_points, scheme.flip_perm, corr, samples), mean68, "single")
         boxes = [box_from_landmarks(f.landmarks) for f in filled]
     crops, matrices = [], []

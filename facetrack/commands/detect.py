@@ -63,8 +63,13 @@ def read_points(spec: str) -> tuple[object, str]:
     from facetrack.models.tufa import MEAN_FACE_SIZE
 
     path = Path(spec)
-    if path.suffix.lower() != ".json":
-        return spec, spec
+    if path.suffix.lower() != ".json":  # a trained scheme: PRED.json names its catalogue entry's scheme
+        from facetrack.data import catalog
+
+        try:
+            return spec, str(catalog.get_dataset(spec).scheme)
+        except KeyError:
+            return spec, spec
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -83,16 +88,6 @@ def read_points(spec: str) -> tuple[object, str]:
         raise DataError(path, f"--points: expected finite [[x, y], ...] positions and a size >= 2, got shape "
                               f"{points.shape}, size {size:g}")
     return points * (MEAN_FACE_SIZE - 1) / (size - 1), f"points:{len(points)}:{path.name}"
-
-
-def finder_scheme(engine: object, dataset: str) -> str:
-    """The landmark scheme of a TUFA model's training dataset (its catalogue entry's), else the dataset name."""
-    from facetrack.data import catalog
-
-    try:
-        return str(catalog.get_dataset(dataset).scheme)
-    except (KeyError, AttributeError):
-        return dataset
 
 
 def collect_images(inputs: list[str], recursive: bool = False) -> list[str]:
@@ -146,8 +141,6 @@ def run(args: argparse.Namespace) -> int:
     finder = Detector(model=args.model, detector=args.detector, max_faces=args.max_faces, refine=args.refine,
                       runtime=args.runtime, flip=args.flip, calibrate=not args.no_calibration, points=points)
     engine = finder.engine
-    if points is not None and isinstance(points, str):  # a trained scheme: its name in facetrack.schemes
-        scheme = finder_scheme(engine, points)
     rendered = RenderNames(args.render) if args.render else None
     writer = PredictionWriter(args.out, str(getattr(engine, "name", "")), scheme or str(engine.scheme))
     missing: list[str] = []

@@ -70,19 +70,39 @@ def procrustes_align(shapes: np.ndarray, iterations: int = 20, tol: float = 1e-1
     return _align_all(shapes, mean), mean
 
 
+def similarity_fits(shapes: np.ndarray, target: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """``similarity_fit`` of each of (M, N, 2) ``shapes`` onto ``target`` (N, 2) in one batch: (M, 2, 3), over the
+    points ``known`` (M, N) marks (default: all); NaN where fewer than two known points, or all in one place."""
+    shapes, target = np.asarray(shapes, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    mask = np.ones(shapes.shape[:2], dtype=bool) if known is None else np.asarray(known, dtype=bool)
+    w = mask[..., None]
+    count = mask.sum(axis=1)[:, None]
+    src, dst = np.where(w, shapes, 0.0), np.where(w, target[None], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu_s, mu_d = src.sum(axis=1) / count, dst.sum(axis=1) / count
+        xs, xd = (src - mu_s[:, None]) * w, (dst - mu_d[:, None]) * w
+        norm = np.sum(xs * xs, axis=(1, 2))
+        a = np.sum(xs * xd, axis=(1, 2)) / norm
+        b = np.sum(xs[..., 0] * xd[..., 1] - xs[..., 1] * xd[..., 0], axis=1) / norm
+    linear = np.stack([np.stack([a, -b], axis=-1), np.stack([b, a], axis=-1)], axis=1)  # (M, 2, 2)
+    fits = np.concatenate([linear, (mu_d - np.einsum("mij,mj->mi", linear, mu_s))[..., None]], axis=2)
+    # spread tested on the coordinates themselves: a collapsed shape's centred norm is rounding noise, not 0
+    spread = (np.where(w, shapes, -np.inf).max(axis=1) - np.where(w, shapes, np.inf).min(axis=1)).max(axis=1)
+    fits[~((count[:, 0] >= 2) & (spread > 0) & (norm > 0))] = np.nan
+    return fits
+
+
+def apply_similarities(fits: np.ndarray, shapes: np.ndarray) -> np.ndarray:
+    """(M, N, 2) shapes each mapped by its (M, 2, 3) transform."""
+    return np.einsum("mij,mnj->mni", fits[:, :, :2], shapes) + fits[:, None, :, 2]
+
+
 def _align_all(shapes: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Every (M, N, 2) shape similarity-fitted onto ``target`` (N, 2): ``similarity_fit`` in one batch."""
-    xs = shapes - shapes.mean(axis=1, keepdims=True)
-    mu_t = target.mean(axis=0)
-    xt = target - mu_t
-    norm = np.sum(xs * xs, axis=(1, 2))
-    if np.any(norm <= 0):
+    """Every (M, N, 2) shape similarity-fitted onto ``target`` (N, 2)."""
+    fits = similarity_fits(shapes, target)
+    if not np.isfinite(fits).all():
         raise ValueError("a shape is a single point; it cannot be aligned")
-    a = np.sum(xs * xt, axis=(1, 2)) / norm
-    b = np.sum(xs[..., 0] * xt[:, 1] - xs[..., 1] * xt[:, 0], axis=1) / norm
-    x = a[:, None] * xs[..., 0] - b[:, None] * xs[..., 1]
-    y = b[:, None] * xs[..., 0] + a[:, None] * xs[..., 1]
-    return np.stack([x, y], axis=-1) + mu_t
+    return apply_similarities(fits, shapes)
 
 
 def _check_shapes(shapes: np.ndarray) -> np.ndarray:
@@ -169,16 +189,24 @@ class ShapeModel:
         Alternates the similarity fit and the linear projection, as ASM search does, so that pose and shape
         are separated even for shapes far from the mean.
         """
+        b = self.coefficients(shape, iterations)
+        return b, similarity_fit(self.reconstruct(b), shape)
+
+    def coefficients(self, shape: np.ndarray, iterations: int = 10) -> np.ndarray:
+        """``project``'s coefficients (K,) without its final pose fit: what a plausibility check needs, on every
+        tracked face-frame (the similarity is inverted in closed form, the cheap part of the loop)."""
         shape = np.asarray(shape, dtype=np.float64)
         if shape.shape != self.mean.shape:
             raise ValueError(f"shape must be {self.mean.shape}, got {shape.shape}")
         b = np.zeros(self.num_modes)
-        transform = similarity_fit(self.mean, shape)
+        fitted = self.mean
         for _ in range(iterations):
-            transform = similarity_fit(self.reconstruct(b), shape)
-            in_model = apply_affine(shape, invert_affine(transform))
+            transform = similarity_fit(fitted, shape)  # [[a, -b], [b, a]] | t, model -> image
+            linear = transform[:, :2]
+            in_model = (shape - transform[:, 2]) @ linear / float(np.sum(linear[:, 0] ** 2))
             b = self.modes @ (in_model - self.mean).reshape(-1)
-        return b, similarity_fit(self.reconstruct(b), shape)
+            fitted = self.reconstruct(b)
+        return b
 
     def sample_coefficients(
         self,

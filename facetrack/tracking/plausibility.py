@@ -45,16 +45,8 @@ class ShapeCheck:
             return float("inf"), float("inf")
         if np.ptp(shape, axis=0).max() <= 0:
             return float("inf"), float("inf")
-        # ShapeModel.project(shape, iterations=3) without its fits whose results go unused, and with the similarity
-        # inverted in closed form: the same numbers at a third of the cost (this runs on every tracked face-frame)
-        mean, modes = self.model.mean, self.model.modes
-        fitted = mean
-        for _ in range(3):
-            to_image = similarity_fit(fitted, shape)  # [[a, -b], [b, a]] | t
-            linear = to_image[:, :2]
-            in_model = (shape - to_image[:, 2]) @ linear / float(np.sum(linear[:, 0] ** 2))
-            coefficients = modes @ (in_model - mean).reshape(-1)
-            fitted = mean + (coefficients @ modes).reshape(mean.shape)
+        coefficients = self.model.coefficients(shape, iterations=3)
+        fitted = self.model.reconstruct(coefficients)
         mahalanobis = float(np.sqrt(np.sum(coefficients ** 2 / np.maximum(self.model.eigenvalues, 1e-12))))
         to_model = similarity_fit(shape, fitted)
         in_model = shape @ to_model[:, :2].T + to_model[:, 2]

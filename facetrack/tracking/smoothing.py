@@ -106,26 +106,14 @@ class AlignedShapeFilter:
 
 def _aligned(past: np.ndarray, current: np.ndarray) -> np.ndarray:
     """Each of the (A, N, 2) shapes ``past`` mapped onto ``current`` (N, 2) by the least-squares similarity over the
-    points both have (the Procrustes step of ``facetrack.data.shape_model.similarity_fit``, batched); a shape is
-    left as it is when fewer than two points are shared or they do not spread."""
-    ok = np.isfinite(past).all(axis=2) & np.isfinite(current).all(axis=1)[None]  # (A, N)
-    count = ok.sum(axis=1)
-    mask = ok[..., None]
-    src, dst = np.where(mask, past, 0.0), np.where(mask, current[None], 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mu_s, mu_d = src.sum(axis=1) / count[:, None], dst.sum(axis=1) / count[:, None]
-        xs, xd = (src - mu_s[:, None]) * mask, (dst - mu_d[:, None]) * mask
-        norm = (xs * xs).sum(axis=(1, 2))
-        a = (xs * xd).sum(axis=(1, 2)) / norm
-        b = (xs[..., 0] * xd[..., 1] - xs[..., 1] * xd[..., 0]).sum(axis=1) / norm
-    spread = (np.where(mask, past, -np.inf).max(axis=1) - np.where(mask, past, np.inf).min(axis=1)).max(axis=1)
-    fits = (count >= 2) & (spread > 0)
-    tx = mu_d[:, 0] - (a * mu_s[:, 0] - b * mu_s[:, 1])
-    ty = mu_d[:, 1] - (b * mu_s[:, 0] + a * mu_s[:, 1])
-    x, y = past[..., 0], past[..., 1]
-    a, b = a[:, None], b[:, None]
-    mapped = np.stack([a * x - b * y + tx[:, None], b * x + a * y + ty[:, None]], axis=2)
-    return np.where(fits[:, None, None], mapped, past)
+    points both have (``similarity_fits``); a shape is left as it is when fewer than two points are shared or they
+    do not spread."""
+    from facetrack.data.shape_model import apply_similarities, similarity_fits
+
+    known = np.isfinite(past).all(axis=2) & np.isfinite(current).all(axis=1)[None]
+    fits = similarity_fits(past, current, known)
+    ok = np.isfinite(fits).all(axis=(1, 2))
+    return np.where(ok[:, None, None], apply_similarities(np.nan_to_num(fits), past), past)
 
 
 # What ``--smooth`` / ``smoothing=True`` give; the parameters of ``AlignedShapeFilter`` were chosen on held-out

@@ -35,9 +35,6 @@ from facetrack.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-EXTRA_DATASETS = ("ideask21", "mtfl5", "ytf68")  # the shared ones; any catalogue dataset with correspondences works
-
-
 @dataclass
 class MixSection:
     """Which extra datasets fill the batches next to ``data`` (the primary dataset) and how."""
@@ -93,7 +90,7 @@ class Source:
 
 def load_source(name: str, root: str | Path, split: str = "train") -> Source:
     """The faces of an extra dataset (``facetrack.data.catalog``: ``train`` = all but the catalogue's held-out
-    ``val`` subjects for the shared sets; a user's WFLW, AFLW-19 or 300-W in its official layout) in their own
+    ``val`` subjects for the shared sets; a user's WFLW or 300-W in its official layout) in their own
     scheme, with the scheme's flip permutation and iBUG-68 correspondences (``scheme_correspondence``)."""
     from facetrack.data import catalog
     from facetrack.schemes import get_scheme

@@ -141,3 +141,32 @@ def test_300w_model_generalises_to_held_out_faces(shared_data: Path) -> None:
         size = float(np.max(shape.max(0) - shape.min(0)))
         errors.append(np.mean(np.linalg.norm(model.reconstruct(b, t) - shape, axis=1)) / size)
     assert np.median(errors) < 0.02  # held-out faces are reconstructed to ~1% of the face size
+
+
+def test_batched_similarity_fits_match_one_fit_each(rng: np.random.Generator) -> None:
+    from facetrack.data.shape_model import similarity_fits
+
+    shapes = rng.normal(0, 10, (4, 12, 2))
+    target = rng.normal(0, 10, (12, 2))
+    known = rng.random((4, 12)) > 0.3
+    known[2] = False
+    known[2, :1] = True          # one known point: no fit
+    shapes[3] = shapes[3, 0]     # collapsed: no fit
+    fits = similarity_fits(shapes, target, known)
+    for k in (0, 1):
+        np.testing.assert_allclose(fits[k], similarity_fit(shapes[k][known[k]], target[known[k]]), atol=1e-12)
+    assert np.isnan(fits[2]).all() and np.isnan(fits[3]).all()
+
+
+def test_coefficients_follow_the_asm_iteration(rng: np.random.Generator) -> None:
+    """``ShapeModel.coefficients`` against the plain iteration (pose fit, inverse by matrix, projection)."""
+    from facetrack.geometry import apply_affine, invert_affine
+
+    shapes, _ = _low_rank_shapes(rng)
+    model = ShapeModel.fit(shapes, num_modes=2)
+    shape = _apply(shapes[3] + rng.normal(0, 0.5, shapes[3].shape), _similarity(1.3, 0.4, 5, -8))
+    b = np.zeros(2)
+    for _ in range(3):
+        transform = similarity_fit(model.reconstruct(b), shape)
+        b = model.modes @ (apply_affine(shape, invert_affine(transform)) - model.mean).reshape(-1)
+    np.testing.assert_allclose(model.coefficients(shape, iterations=3), b, atol=1e-9)
