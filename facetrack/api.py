@@ -169,13 +169,19 @@ def iterate_frames(source: Any, color: str = "bgr") -> tuple[Iterator[tuple[int,
     """``(frames, opened)``: (index, time_s, BGR uint8 frame) from a path, camera index, ``FrameSource``, a
     stacked (T, H, W[, C]) array, or an iterable of frames (paths, PIL images, arrays in ``color`` order) or of
     (index, time_s, frame) tuples; ``opened`` is the FrameSource to close, if any."""
-    from facetrack.io.video import DEFAULT_FPS, FrameSource, open_source
+    from facetrack.io.prefetch import prefetch
+    from facetrack.io.video import DEFAULT_FPS, CameraSource, FrameSource, open_source
+
+    def ahead(frames: FrameSource) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Files and folders decode a frame ahead on a second thread; a camera is read when a frame is wanted
+        (reading ahead would only add latency)."""
+        return iter(frames) if isinstance(frames, CameraSource) else prefetch(iter(frames))
 
     if isinstance(source, (str, Path, int)):
         opened = open_source(source)
-        return iter(opened), opened
+        return ahead(opened), opened
     if isinstance(source, FrameSource):
-        return iter(source), None
+        return ahead(source), None
     if (isinstance(source, np.ndarray) and source.ndim in (2, 3) and source.dtype != object) or _is_pil(source):
         raise TypeError("track() takes a video or a sequence of frames; for one image use facetrack.Detector")
 
@@ -342,35 +348,72 @@ class Tracker:
         return int(self.engine.num_points)
 
     def track(self, source: Any, with_frames: bool = False, boxes: Sequence[Sequence[float]] | None = None,
-              color: str = "bgr") -> Iterator[FrameResult]:
+              color: str = "bgr", lookahead: bool | None = None) -> Iterator[FrameResult]:
         """One ``FrameResult`` per frame of ``source``, streamed (no frame is kept after it is yielded,
         unless ``with_frames`` puts it on the result). ``self.stats`` counts the run as it goes.
 
         ``source``: a video file, a folder of frames, a camera index, a stacked (T, H, W[, C]) array, or any
         iterable of frames (paths, PIL images, arrays); ``color``: channel order of the arrays ("bgr" or "rgb");
-        ``boxes``: the faces of the first frame as [x0, y0, x1, y1] (the detector is not run on it)."""
+        ``boxes``: the faces of the first frame as [x0, y0, x1, y1] (the detector is not run on it);
+        ``lookahead``: read the next frame before yielding this one, so that its landmark step runs while this frame is
+        checked (same results, sooner); None (default): for files, folders and frames in memory, not for a camera or
+        another iterator, whose next frame may not exist yet."""
+        from facetrack.io.video import CameraSource, FrameSource
+
         detector = self.detector if boxes is None else _FirstFrameBoxes(self.detector, boxes)
         tracker = FaceTracker(self.engine, detector, self.validator, self.config, self.shape_check)
         self.stats = tracker.stats
         self.truncated = False
         frames, opened = iterate_frames(source, color)
+        # Files, folders and frames in memory are read one frame ahead, so that the next frame's landmark step runs
+        # while this one is checked (FaceTracker.update's ``upcoming``). A camera or an arbitrary iterator is not:
+        # waiting for its next frame would hold back this one's result.
+        if lookahead is None:
+            lookahead = (isinstance(source, (str, Path, FrameSource, np.ndarray, list, tuple))
+                         and not isinstance(opened or source, CameraSource))
         try:
+            pending: tuple[Any, BaseException | None, float] | None = _next_frame(frames)
             while True:
-                t0 = time.perf_counter()
-                try:
-                    index, time_s, image = next(frames)
-                except StopIteration:
+                assert pending is not None
+                item, error, decode = pending
+                if item is None:
+                    if error is not None:  # raised only now: every frame before it has been yielded
+                        raise error
                     break
-                decode = 1000.0 * (time.perf_counter() - t0)
-                faces = tracker.update(image, time_s)
+                index, time_s, image = item
+                pending = _next_frame(frames) if lookahead else None
+                upcoming = None if pending is None or pending[0] is None else pending[0][2]
+                t0 = time.perf_counter()
+                faces = tracker.update(image, time_s, upcoming)
                 timings = {"decode": decode, **tracker.timings}
-                timings["total"] = 1000.0 * (time.perf_counter() - t0)
+                timings["total"] = decode + 1000.0 * (time.perf_counter() - t0)
                 yield FrameResult(index, time_s, faces, timings, image if with_frames else None)
-                del image
+                del image, item
+                if pending is None:
+                    pending = _next_frame(frames)
         finally:
+            tracker.close()
+            close = getattr(frames, "close", None)
+            if close is not None:  # stops a reader thread before its source is closed
+                close()
             if opened is not None:
                 self.truncated = bool(getattr(opened, "truncated", False))
                 opened.close()
+
+
+def _next_frame(frames: Iterator[tuple[int, float, np.ndarray]]
+                ) -> tuple[tuple[int, float, np.ndarray] | None, BaseException | None, float]:
+    """``(frame or None at the end, the error reading it raised, milliseconds it took)``: an error is kept to be
+    raised after the frames read before it are processed."""
+    t0 = time.perf_counter()
+    try:
+        item: tuple[int, float, np.ndarray] | None = next(frames)
+        error: BaseException | None = None
+    except StopIteration:
+        item, error = None, None
+    except Exception as exc:  # noqa: BLE001 - re-raised by the caller in its place
+        item, error = None, exc
+    return item, error, 1000.0 * (time.perf_counter() - t0)
 
 
 class _FirstFrameBoxes:

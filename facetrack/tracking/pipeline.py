@@ -155,6 +155,14 @@ def combined_score(p_face: np.ndarray | None, confidences: Sequence[np.ndarray],
     return p ** (1.0 - weight) * conf ** weight
 
 
+def _settle(future: Any) -> None:
+    """Wait for a step begun ahead whose result is not wanted; its errors are the next synchronous step's to raise."""
+    try:
+        future.result()
+    except Exception:  # noqa: BLE001 - the step that replaces it raises whatever still applies
+        logger.debug("a step begun ahead failed; the frame is stepped again", exc_info=True)
+
+
 def _side(box: np.ndarray) -> float:
     return float(max(box[2] - box[0], box[3] - box[1]))
 
@@ -169,10 +177,13 @@ class FaceTracker:
         self.validator = validator
         self.shape_check = shape_check
         self.config = config or TrackerConfig()
+        self._pool: Any = None  # the thread of steps begun ahead (``update(..., upcoming=...)``), made on first use
+        self._ahead: tuple[Any, np.ndarray, list[FaceEstimate]] | None = None
         self.reset()
 
     def reset(self) -> None:
         """Forget every face (a new video)."""
+        self._settle_ahead()
         self.tracks: list[_Track] = []
         self.identities = Identities(reid_gap=self.config.reid_gap, max_ratio=self.config.redetect_ratio)
         self.stats = TrackerStats()
@@ -295,10 +306,53 @@ class FaceTracker:
         spec = self.config.smoothing
         return None if spec is None else make_filter(spec)
 
+    # ------------------------------------------------------------------------------------- stepping ahead
+
+    def _step(self, image: np.ndarray, previous: list[FaceEstimate]) -> list[FaceEstimate]:
+        """``engine.step(image, previous)``, taken from the step begun ahead on the previous frame when that step
+        had exactly this frame and these estimates (every face kept, none started): the same call, so the same
+        numbers; otherwise the guess is dropped and the step runs now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            future, ahead_image, ahead_previous = ahead
+            if ahead_image is image and len(ahead_previous) == len(previous) and all(
+                    a is b for a, b in zip(ahead_previous, previous)):
+                return future.result()
+            _settle(future)
+        return self.engine.step(image, previous)
+
+    def _step_ahead(self, upcoming: np.ndarray, estimates: list[FaceEstimate]) -> None:
+        """Begin the next frame's step on a second thread, as if every face on this one will be kept: it runs while
+        this frame is validated, re-checked and filtered (the network releases the GIL), and ``_step`` uses it only
+        if the guess was right."""
+        if not estimates:
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facetrack-step")
+        self._ahead = (self._pool.submit(self.engine.step, upcoming, list(estimates)), upcoming, list(estimates))
+
+    def _settle_ahead(self) -> None:
+        ahead, self._ahead = getattr(self, "_ahead", None), None
+        if ahead is not None:
+            _settle(ahead[0])
+
+    def close(self) -> None:
+        """Wait for a step begun ahead and stop its thread (``Tracker.track`` calls this when a video ends)."""
+        self._settle_ahead()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     # ---------------------------------------------------------------------------------------------- loop
 
-    def update(self, image: np.ndarray, time_s: float) -> list[TrackedFace]:
-        """Track every face into ``image`` (BGR uint8), detecting when needed; faces sorted by track id."""
+    def update(self, image: np.ndarray, time_s: float, upcoming: np.ndarray | None = None) -> list[TrackedFace]:
+        """Track every face into ``image`` (BGR uint8), detecting when needed; faces sorted by track id.
+
+        ``upcoming``: the next frame, when the caller already has it (a file, not a live camera): its landmark
+        step then begins on a second thread while this frame is checked, and the next ``update`` (with that same
+        array) uses it when every face was kept. Results are the same as without it, only sooner."""
         cfg = self.config
         frame = self.stats.frames
         height, width = image.shape[:2]
@@ -311,7 +365,9 @@ class FaceTracker:
         for t in self.tracks:
             if t not in steppable:
                 self._lose(t, frame)
-        estimates = self.engine.step(image, [t.estimate for t in steppable])
+        estimates = self._step(image, [t.estimate for t in steppable])
+        if upcoming is not None:
+            self._step_ahead(upcoming, estimates)
         scores = self._validate(image, estimates)
         for track, est, score in zip(steppable, estimates, scores):
             if score >= cfg.threshold and self._plausible(est, width, height):

@@ -110,6 +110,7 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
     from tqdm import tqdm
 
     from facetrack import __version__
+    from facetrack.io.prefetch import prefetch
     from facetrack.io.track_output import FaceRow, TrackOutput
     from facetrack.io.video import CameraSource, FrameSource, OverlayWriter, open_source
 
@@ -165,9 +166,12 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
                desc=Path(str(summary["source"])).name or str(summary["source"]))
     reason: str | None = None
     completed = False
+    stream: Any = None
+    results: Any = None
     try:
-        stream = frames.iter_from(start) if start else frames
-        for result in tracker.track(stream, with_frames=bool(render or show)):
+        stream = prefetch(frames.iter_from(start)) if start else frames  # a FrameSource: track() reads ahead
+        results = tracker.track(stream, with_frames=bool(render or show), lookahead=not live)
+        for result in results:
             if len(bad) != seen_bad:  # recorded at the next checkpoint
                 seen_bad = len(bad)
                 summary["bad_frames"] = _bad_frames(earlier, bad, start)
@@ -198,6 +202,10 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
     finally:
         wall = time.perf_counter() - started
         bar.close()
+        for generator in (results, stream if stream is not frames else None):  # threads stop before the source closes
+            close = getattr(generator, "close", None)
+            if close is not None:
+                close()
         frames.close()
         if overlay is not None:
             overlay.close()

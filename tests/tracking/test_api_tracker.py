@@ -142,3 +142,56 @@ def test_detector_facade_on_still_images(fakes, tmp_path):
     cv2.imwrite(str(path), image)
     assert len(Detector(model=fakes.blob_engine(), detector=fakes.BlobDetector(), max_faces=1)(path)) == 1
     assert detector(fakes.draw_frame(SIZE, [])) == []
+
+
+class _ThreadRecordingEngine:
+    """A fake engine that notes which thread ran each step (the tracker steps ahead on its own thread)."""
+
+    def __init__(self, engine):
+        self.engine, self.threads = engine, []
+        self.name, self.scheme, self.num_points = engine.name, engine.scheme, engine.num_points
+
+    def start(self, image, boxes, points5=None):
+        return self.engine.start(image, boxes, points5)
+
+    def step(self, image, previous):
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        return self.engine.step(image, previous)
+
+    def reset(self, estimate):
+        return self.engine.reset(estimate)
+
+
+def _summary(results):
+    return [[(f.track_id, f.landmarks.round(9).tolist(), f.score, f.detected) for f in r.faces] for r in results]
+
+
+def test_stepping_ahead_gives_the_same_results(fakes):
+    # two faces, one leaving for a while (a lost track, a re-detection), one entering: every path of the guess
+    paths = [lambda t: (60 + 4 * t, 100), lambda t: None if 8 <= t < 14 else (260 - 3 * t, 90)]
+    frames = fakes.moving_video(24, SIZE, paths, radius=25)
+    ahead = _ThreadRecordingEngine(fakes.blob_engine())
+    plain = _ThreadRecordingEngine(fakes.blob_engine())
+    with_lookahead = list(Tracker(model=ahead, detector=fakes.BlobDetector(), validator=None).track(frames))
+    without = list(Tracker(model=plain, detector=fakes.BlobDetector(), validator=None).track(iter(frames)))
+    assert _summary(with_lookahead) == _summary(without)
+    assert any(name.startswith("facetrack-step") for name in ahead.threads)  # the guess was made and used ...
+    assert not any(name.startswith("facetrack-step") for name in plain.threads)  # ... and only with lookahead
+    assert not any(t.name.startswith("facetrack-step") and t.is_alive() for t in __import__("threading").enumerate())
+
+
+def test_read_error_after_frames_keeps_them(fakes):
+    frames = fakes.moving_video(5, SIZE, [lambda t: (100, 100)])
+
+    class Source(list):
+        def __iter__(self):
+            yield from frames[:3]
+            raise OSError("disk went away")
+
+    got = []
+    with pytest.raises(OSError, match="disk went away"):
+        for result in make_tracker(fakes).track(Source(frames)):
+            got.append(result.index)
+    assert got == [0, 1, 2]
