@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol, Sequence
 
 import cv2
@@ -45,11 +46,24 @@ FIVE_POINT_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252
 
 
 def five_points(points: np.ndarray, scheme: FiveScheme) -> np.ndarray | None:
-    """The five reference points (..., 5, 2) of (..., N, 2) landmarks (``scheme.five``), None if it has none."""
+    """The five reference points (..., 5, 2) of (..., N, 2) landmarks (``scheme.five``), None if it has none:
+    each the mean of its index set, ignoring missing (NaN) points."""
     if scheme.five is None:
         return None
     points = np.asarray(points, dtype=np.float64)
+    if np.isfinite(points).all():  # the tracker's case, twice per face and frame: one small matrix product
+        return _five_means(scheme.five, points.shape[-2]) @ points
     return np.stack([np.nanmean(points[..., list(group), :], axis=-2) for group in scheme.five], axis=-2)
+
+
+@lru_cache(maxsize=None)
+def _five_means(five: tuple[tuple[int, ...], ...], num_points: int) -> np.ndarray:
+    """(5, N) weights whose product with (..., N, 2) points gives the means of the five index sets."""
+    weights = np.zeros((len(five), num_points))
+    for row, group in enumerate(five):
+        np.add.at(weights[row], list(group), 1.0 / len(group))  # an index listed twice counts twice, as in a mean
+    weights.setflags(write=False)
+    return weights
 
 
 def roll_from_points5(points5: np.ndarray) -> float:

@@ -345,3 +345,19 @@ def test_points5_residual_tells_a_face_from_misnamed_points():
     swapped = face[[0, 1, 3, 2, 4]]  # nose and a mouth corner named the wrong way round
     assert points5_residual(swapped) > 0.22
     assert points5_residual(np.full((5, 2), 3.0)) == float("inf")
+
+
+def test_five_points_are_the_means_of_their_index_sets_with_missing_points_ignored():
+    from facetrack.data.transforms import five_points
+    from facetrack.schemes import get_scheme
+
+    scheme = get_scheme("ibug68")
+    points = np.random.default_rng(3).normal(size=(4, 68, 2)) * 40 + 100
+    expected = np.stack([points[..., list(g), :].mean(axis=-2) for g in scheme.five], axis=-2)
+    np.testing.assert_allclose(five_points(points, scheme), expected, rtol=0, atol=1e-12)  # a batch
+    np.testing.assert_allclose(five_points(points[1], scheme), expected[1], rtol=0, atol=1e-12)  # one face
+    gappy = points[0].copy()
+    gappy[36] = np.nan  # one point of the right eye missing: that eye is the mean of the other five
+    got = five_points(gappy, scheme)
+    np.testing.assert_allclose(got[0], points[0, 37:42].mean(axis=0), atol=1e-12)
+    np.testing.assert_allclose(got[1:], expected[0, 1:], atol=1e-12)

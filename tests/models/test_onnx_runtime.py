@@ -84,6 +84,13 @@ def test_temporal_steps_match_torch_for_faces_of_different_ages(arch, options):
             assert torch.allclose(state_a.tensors[key].float(), state_b.tensors[key].float(), atol=1e-4)
     with pytest.raises(ValueError, match="faces"):
         fast.step(torch.rand(1, 3, 64, 64), state_b)
+    # the per-frame predict (track starts, detect) is the step graph from an empty history, as the model's forward is
+    assert fast.predict is not reference.predict
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        coords, conf = reference.predict(images)
+    got_coords, got_conf = fast.predict(images)
+    assert torch.allclose(coords, got_coords, atol=1e-3) and torch.allclose(conf, got_conf, atol=1e-4)
 
 
 def test_torch_runtime_and_bad_names():
