@@ -8,7 +8,8 @@ frames per second end to end (decoding with OpenCV included, models loaded befor
 files written by either), the ratio to MediaPipe in the same round, and the process's CPU time per frame (all its
 threads; what to compare when other jobs share the machine). facetrack configurations:
 ``default`` (what ``facetrack track`` runs), ``int8`` (``--runtime int8``), ``onnx`` (``--runtime onnx``) and
-``noverify`` (``--verify-every 0``), ``search3`` (``--search-every 3``). MediaPipe runs from the peers venv (see benchmarks/README.md); without it the
+``noverify`` (``--verify-every 0``), ``search3`` (``--search-every 3``), ``model:NAME`` (another tracker model), and
+combinations joined with ``+``. MediaPipe runs from the peers venv (see benchmarks/README.md); without it the
 facetrack rows are still measured and the report says MediaPipe was missing.
 """
 from __future__ import annotations
@@ -30,6 +31,20 @@ VIDEOS = REPO.parent / "shared" / "data" / "videos"
 NAMES = ("single_face.mp4", "no_face.mp4", "face_noface.mov")
 CONFIGS: dict[str, dict[str, Any]] = {"default": {}, "int8": {"runtime": "int8"}, "onnx": {"runtime": "onnx"},
                                       "noverify": {"verify_every": 0}, "search3": {"search_every": 3}}
+
+
+def config_options(name: str) -> dict[str, Any]:
+    """``Tracker`` keywords of a ``--configs`` entry: a name of ``CONFIGS``, or ``model:NAME`` (another tracker model,
+    e.g. ``model:1dformer-68-lean``), optionally joined with ``+`` (``model:1dformer-68-lean+noverify``)."""
+    options: dict[str, Any] = {}
+    for part in name.split("+"):
+        if part.startswith("model:"):
+            options["model"] = part[len("model:"):]
+        elif part in CONFIGS:
+            options.update(CONFIGS[part])
+        else:
+            raise SystemExit(f"unknown config {part!r}: use {', '.join(CONFIGS)} or model:NAME")
+    return options
 
 
 def frames_of(path: Path) -> Any:
@@ -92,7 +107,7 @@ def main() -> int:
         return 2
     runners: dict[str, Callable[[Path], int]] = {}
     for name in args.configs.split(","):
-        runners[f"facetrack {name}"] = facetrack_runner(CONFIGS[name])
+        runners[f"facetrack {name}"] = facetrack_runner(config_options(name))
     mediapipe = mediapipe_runner()
     if mediapipe is not None:
         runners["mediapipe"] = mediapipe
