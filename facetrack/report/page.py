@@ -107,9 +107,11 @@ def _thumbnails(video: VideoReport, table: Any, count: int) -> None:
         video.notes.append("no thumbnails: the source video is not found where summary.json says it was")
         return
     frames = np.unique(table.frame)
-    picks = [int(frames[i]) for i in np.linspace(0, len(frames) - 1, max(count - 1, 1)).round().astype(int)]
     worst = int(table.frame[int(np.nanargmin(np.where(np.isfinite(table.scores), table.scores, np.inf)))]) \
         if np.isfinite(table.scores).any() else None
+    # the evenly spread frames are chosen among the others, so the worst one never takes the place of one of them
+    others = frames[frames != worst] if worst is not None and count > 1 and len(frames) > 1 else frames
+    picks = [int(others[i]) for i in np.linspace(0, len(others) - 1, max(count - 1, 1)).round().astype(int)]
     captions = {f: f"frame {f}" for f in picks}
     if worst is not None and count > 1:
         captions[worst] = f"frame {worst} (lowest face confidence)"
