@@ -169,19 +169,13 @@ def iterate_frames(source: Any, color: str = "bgr") -> tuple[Iterator[tuple[int,
     """``(frames, opened)``: (index, time_s, BGR uint8 frame) from a path, camera index, ``FrameSource``, a
     stacked (T, H, W[, C]) array, or an iterable of frames (paths, PIL images, arrays in ``color`` order) or of
     (index, time_s, frame) tuples; ``opened`` is the FrameSource to close, if any."""
-    from facetrack.io.prefetch import prefetch
-    from facetrack.io.video import DEFAULT_FPS, CameraSource, FrameSource, open_source
-
-    def ahead(frames: FrameSource) -> Iterator[tuple[int, float, np.ndarray]]:
-        """Files and folders decode a frame ahead on a second thread; a camera is read when a frame is wanted
-        (reading ahead would only add latency)."""
-        return iter(frames) if isinstance(frames, CameraSource) else prefetch(iter(frames))
+    from facetrack.io.video import DEFAULT_FPS, FrameSource, open_source
 
     if isinstance(source, (str, Path, int)):
         opened = open_source(source)
-        return ahead(opened), opened
+        return iter(opened), opened
     if isinstance(source, FrameSource):
-        return ahead(source), None
+        return iter(source), None
     if (isinstance(source, np.ndarray) and source.ndim in (2, 3) and source.dtype != object) or _is_pil(source):
         raise TypeError("track() takes a video or a sequence of frames; for one image use facetrack.Detector")
 
@@ -355,9 +349,10 @@ class Tracker:
         ``source``: a video file, a folder of frames, a camera index, a stacked (T, H, W[, C]) array, or any
         iterable of frames (paths, PIL images, arrays); ``color``: channel order of the arrays ("bgr" or "rgb");
         ``boxes``: the faces of the first frame as [x0, y0, x1, y1] (the detector is not run on it);
-        ``lookahead``: read the next frame before yielding this one, so that its landmark step runs while this frame is
-        checked (same results, sooner); None (default): for files, folders and frames in memory, not for a camera or
-        another iterator, whose next frame may not exist yet."""
+        ``lookahead``: decode frames ahead on a second thread and read the next frame before yielding this one, so that
+        its landmark step runs while this frame is checked (same results, sooner); None (default): for files, folders
+        and frames in memory, not for a camera or another iterator, whose next frame may not exist yet."""
+        from facetrack.io.prefetch import prefetch
         from facetrack.io.video import CameraSource, FrameSource
 
         detector = self.detector if boxes is None else _FirstFrameBoxes(self.detector, boxes)
@@ -365,12 +360,14 @@ class Tracker:
         self.stats = tracker.stats
         self.truncated = False
         frames, opened = iterate_frames(source, color)
-        # Files, folders and frames in memory are read one frame ahead, so that the next frame's landmark step runs
-        # while this one is checked (FaceTracker.update's ``upcoming``). A camera or an arbitrary iterator is not:
-        # waiting for its next frame would hold back this one's result.
+        # Files, folders and frames in memory are read ahead: decoded on a second thread, and one frame held back so
+        # that the next frame's landmark step runs while this one is checked (FaceTracker.update's ``upcoming``). A
+        # camera or an arbitrary iterator is not: waiting for its next frame would hold back this one's result.
         if lookahead is None:
             lookahead = (isinstance(source, (str, Path, FrameSource, np.ndarray, list, tuple))
                          and not isinstance(opened or source, CameraSource))
+        if lookahead:
+            frames = prefetch(frames)
         try:
             pending: tuple[Any, BaseException | None, float] | None = _next_frame(frames)
             while True:

@@ -331,10 +331,11 @@ class FaceTracker:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facetrack-step")
-        self._ahead = (self._pool.submit(self.engine.step, upcoming, list(estimates)), upcoming, list(estimates))
+        guess = list(estimates)
+        self._ahead = (self._pool.submit(self.engine.step, upcoming, guess), upcoming, guess)
 
     def _settle_ahead(self) -> None:
-        ahead, self._ahead = getattr(self, "_ahead", None), None
+        ahead, self._ahead = self._ahead, None
         if ahead is not None:
             _settle(ahead[0])
 

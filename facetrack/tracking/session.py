@@ -110,7 +110,6 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
     from tqdm import tqdm
 
     from facetrack import __version__
-    from facetrack.io.prefetch import prefetch
     from facetrack.io.track_output import FaceRow, TrackOutput
     from facetrack.io.video import CameraSource, FrameSource, OverlayWriter, open_source
 
@@ -166,10 +165,9 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
                desc=Path(str(summary["source"])).name or str(summary["source"]))
     reason: str | None = None
     completed = False
-    stream: Any = None
     results: Any = None
     try:
-        stream = prefetch(frames.iter_from(start)) if start else frames  # a FrameSource: track() reads ahead
+        stream = frames.iter_from(start) if start else frames
         results = tracker.track(stream, with_frames=bool(render or show), lookahead=not live)
         for result in results:
             if len(bad) != seen_bad:  # recorded at the next checkpoint
@@ -202,10 +200,8 @@ def track_to_folder(tracker: Any, source: Any, out_dir: str | Path, formats: Seq
     finally:
         wall = time.perf_counter() - started
         bar.close()
-        for generator in (results, stream if stream is not frames else None):  # threads stop before the source closes
-            close = getattr(generator, "close", None)
-            if close is not None:
-                close()
+        if results is not None:  # its reader thread stops before the source closes
+            results.close()
         frames.close()
         if overlay is not None:
             overlay.close()
